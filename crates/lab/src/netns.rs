@@ -1,0 +1,63 @@
+use crate::process::run;
+use crate::Result;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A network namespace this process created; deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn create(prefix: &str) -> Result<Netns> {
+        let name = crate::unique(prefix);
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = Netns { name };
+        run(&mut ns.cmd(["ip", "link", "set", "lo", "up"]))?;
+        Ok(ns)
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/var/run/netns").join(&self.name)
+    }
+
+    /// A command that runs inside this namespace.
+    pub fn cmd<I, S>(&self, argv: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]);
+        c.args(argv);
+        c
+    }
+
+    /// `ping` from inside this namespace; true when every probe came back.
+    pub fn ping(&self, addr: &str, count: u32) -> bool {
+        self.cmd([
+            "ping",
+            "-q",
+            "-n",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            addr,
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
