@@ -280,7 +280,14 @@ pub fn wait_applied(
                    "until": "!=", "rows": [{"cur_cfg": seen}], "timeout": left.as_millis() as u64}),
             select("Open_vSwitch", vec![], &["cur_cfg"]),
         ];
-        match client.transact(DB, ops) {
+        // The server holds the reply until the wait ends: allow for it.
+        let normal = client.timeout();
+        client.set_timeout(left + Duration::from_secs(2))?;
+        let reply = client.transact(DB, ops);
+        if let Some(t) = normal {
+            client.set_timeout(t)?;
+        }
+        match reply {
             Ok(r) => {
                 seen = r[1]["rows"]
                     .get(0)

@@ -219,6 +219,17 @@ impl Client {
         }
     }
 
+    /// Changes how long a reply may take, e.g. around a blocking `wait`.
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), Error> {
+        self.timeout = Some(timeout);
+        self.writer.set_read_timeout(self.timeout)?;
+        Ok(())
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     pub fn echo(&mut self) -> Result<(), Error> {
         self.call("echo", json!(["linen"])).map(|_| ())
     }

@@ -173,3 +173,117 @@ impl Pod {
         a.split('/').next().unwrap().to_string()
     }
 }
+
+/// What one run of the linen binary printed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub exit: i32,
+    pub stdout: String,
+}
+
+impl Outcome {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {:?}", self.stdout))
+    }
+    pub fn code(&self) -> u64 {
+        assert_ne!(
+            self.exit, 0,
+            "expected failure, got success: {}",
+            self.stdout
+        );
+        self.json()["code"]
+            .as_u64()
+            .expect("error object has a code")
+    }
+}
+
+/// Runs the linen binary with `env` (CNI_* variables) and `stdin`, inside
+/// `ns` when given.
+pub fn run_linen(ns: Option<&Netns>, env: &[(&str, &str)], stdin: &str) -> Outcome {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut cmd = match ns {
+        Some(ns) => ns.cmd([linen_bin()]),
+        None => Command::new(linen_bin()),
+    };
+    cmd.env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn linen");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    Outcome {
+        exit: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+/// The variables a runtime sets for `command`.
+pub fn cni_env<'a>(command: &'a str, netns: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CNI_COMMAND", command),
+        ("CNI_CONTAINERID", "ctr1"),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/opt/cni/bin"),
+    ]
+}
+
+impl Node {
+    /// A Linux bridge made by hand, for running linen without the bridge
+    /// plugin before it.
+    pub fn make_kbr0(&self) {
+        lab::process::run(&mut self.ns.cmd(["ip", "link", "add", "kbr0", "type", "bridge"]))
+            .unwrap();
+        lab::process::run(
+            &mut self
+                .ns
+                .cmd(["ip", "link", "set", "kbr0", "mtu", "1400", "up"]),
+        )
+        .unwrap();
+    }
+
+    /// The prevResult the bridge plugin would hand linen for kbr0.
+    pub fn prev_result(version: &str) -> Value {
+        let mut ip = json!({"address": "10.244.1.10/16", "gateway": "10.244.1.1", "interface": 2});
+        if version < "1.0.0" {
+            ip["version"] = json!("4");
+        }
+        json!({
+            "cniVersion": version,
+            "interfaces": [
+                {"name": "kbr0", "mac": "0a:58:0a:f4:01:01"},
+                {"name": "vethdeadbeef", "mac": "56:b1:e8:32:e4:b7"},
+                {"name": "eth0", "mac": "0a:58:0a:f4:01:0a", "sandbox": "/var/run/netns/pod"}
+            ],
+            "ips": [ip],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "10.244.1.1"}],
+            "dns": {}
+        })
+    }
+
+    /// A complete plugin config as linen receives it in a chain.
+    pub fn plugin_conf(&self, version: &str, extra: Value) -> Value {
+        let mut c = self.linen_conf(extra);
+        c["cniVersion"] = json!(version);
+        c["name"] = json!("linen-net");
+        c["prevResult"] = Node::prev_result(version);
+        c
+    }
+
+    pub fn linen(&self, command: &str, conf: &Value) -> Outcome {
+        run_linen(
+            Some(&self.ns),
+            &cni_env(command, "/var/run/netns/pod"),
+            &conf.to_string(),
+        )
+    }
+}
