@@ -7,10 +7,16 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 
 fn cnitool() -> PathBuf {
-    let p = std::env::var_os("LINEN_CNITOOL").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/cnitool")
-    });
-    assert!(p.exists(), "cnitool not found at {} (run scripts/build-cnitool.sh)", p.display());
+    let p = std::env::var_os("LINEN_CNITOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/cnitool")
+        });
+    assert!(
+        p.exists(),
+        "cnitool not found at {} (run scripts/build-cnitool.sh)",
+        p.display()
+    );
     p
 }
 
@@ -26,12 +32,18 @@ impl Tool<'_> {
         let out = self
             .node
             .ns
-            .cmd([cnitool().as_os_str(), verb.as_ref(), self.net.as_ref(), pod.path().as_os_str()])
+            .cmd([
+                cnitool().as_os_str(),
+                verb.as_ref(),
+                self.net.as_ref(),
+                pod.path().as_os_str(),
+            ])
             .env("CNI_PATH", &self.cni_path)
             .env("NETCONFPATH", &self.netconf_dir)
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
         (out.status.success(), text)
     }
 }
@@ -42,7 +54,11 @@ fn walkthrough(version: &str) {
     let chain = node.chain(conflist.clone());
     let netconf_dir = node.ovs.dir.join("net.d");
     std::fs::create_dir_all(&netconf_dir).unwrap();
-    std::fs::write(netconf_dir.join("10-linen.conflist"), serde_json::to_vec_pretty(&conflist).unwrap()).unwrap();
+    std::fs::write(
+        netconf_dir.join("10-linen.conflist"),
+        serde_json::to_vec_pretty(&conflist).unwrap(),
+    )
+    .unwrap();
     let tool = Tool {
         node: &node,
         netconf_dir,
@@ -66,7 +82,10 @@ fn walkthrough(version: &str) {
     // Drift that cnitool's CHECK must surface from linen.
     node.vsctl(&["del-port", "br0", "vxif10_245_2_3"]);
     let (ok, out) = tool.run("check", &pod);
-    assert!(!ok && out.contains("vxif10_245_2_3"), "CHECK missed a deleted VTEP: {out}");
+    assert!(
+        !ok && out.contains("vxif10_245_2_3"),
+        "CHECK missed a deleted VTEP: {out}"
+    );
     // A second pod through the chain repairs it.
     let _second = Pod::add(&chain);
     let (ok, out) = tool.run("check", &pod);
@@ -78,8 +97,16 @@ fn walkthrough(version: &str) {
     assert!(ok, "second cnitool del: {out}");
     assert_eq!(node.bridges(), vec!["br0"]);
     // libcni drops its result cache on DEL; make sure nothing of ours stays.
-    for e in std::fs::read_dir("/var/lib/cni/results").into_iter().flatten().flatten() {
-        assert!(!e.file_name().to_string_lossy().starts_with(&tool.net), "cached result left: {:?}", e.path());
+    for e in std::fs::read_dir("/var/lib/cni/results")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        assert!(
+            !e.file_name().to_string_lossy().starts_with(&tool.net),
+            "cached result left: {:?}",
+            e.path()
+        );
     }
 }
 
