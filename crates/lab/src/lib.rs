@@ -4,6 +4,7 @@
 //! when they fail.
 
 pub mod chain;
+pub mod cluster;
 pub mod netns;
 pub mod ovs;
 pub mod process;

@@ -27,6 +27,8 @@ pub enum Change {
         spec: TunnelSpec,
         port_uuid: String,
         iface_uuid: String,
+        /// The interface's `type` (`""` when the port has no interface).
+        from_type: String,
         from_options: BTreeMap<String, String>,
         from_protected: bool,
     },
@@ -69,21 +71,33 @@ impl fmt::Display for Change {
             }
             Change::UpdateTunnel {
                 spec,
+                from_type,
                 from_options,
                 from_protected,
                 ..
             } => {
-                write!(f, "VTEP port {} has ", spec.port_name())?;
+                let mut what = Vec::new();
+                if from_type != "vxlan" {
+                    what.push(format!("type {from_type:?}, want \"vxlan\""));
+                }
                 if !spec.options_match(from_options) {
-                    write!(f, "options {from_options:?}, want {:?}", spec.options())?;
-                    if *from_protected != spec.protected {
-                        f.write_str(" and ")?;
-                    }
+                    what.push(format!(
+                        "options {from_options:?}, want {:?}",
+                        spec.options()
+                    ));
                 }
                 if *from_protected != spec.protected {
-                    write!(f, "protected={from_protected}, want {}", spec.protected)?;
+                    what.push(format!(
+                        "protected={from_protected}, want {}",
+                        spec.protected
+                    ));
                 }
-                Ok(())
+                write!(
+                    f,
+                    "VTEP port {} has {}",
+                    spec.port_name(),
+                    what.join(" and ")
+                )
             }
             Change::RemoveTunnel { name, .. } => write!(f, "VTEP port {name} is not wanted"),
         }
@@ -193,6 +207,7 @@ pub fn diff(
                     spec: t.clone(),
                     port_uuid: port.uuid.clone(),
                     iface_uuid: iface.map(|i| i.uuid.clone()).unwrap_or_default(),
+                    from_type: iface.map(|i| i.kind.clone()).unwrap_or_default(),
                     from_options: options,
                     from_protected: port.protected,
                 });

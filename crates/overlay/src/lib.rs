@@ -10,6 +10,8 @@ mod apply;
 mod diff;
 mod snapshot;
 mod spec;
+#[cfg(test)]
+mod tests;
 
 pub use apply::{apply, check_interfaces, ops, remove_ports, wait_applied, Applied, DB};
 pub use diff::{diff, Change, Conflict};

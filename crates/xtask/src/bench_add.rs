@@ -68,20 +68,21 @@ fn enter(ns: &Netns) -> Result<()> {
     Ok(())
 }
 
-fn linen_binary() -> Result<PathBuf> {
+/// The directory of the `linen` binary built beside this one.
+pub fn linen_dir() -> Result<PathBuf> {
     let me = std::env::current_exe()?;
-    let p = me.parent().unwrap().join("linen");
-    if !p.exists() {
+    let dir = me.parent().unwrap().to_path_buf();
+    if !dir.join("linen").exists() {
         bail!(
             "{} not found: build it first (cargo build --release -p linen)",
-            p.display()
+            dir.join("linen").display()
         );
     }
-    Ok(p)
+    Ok(dir)
 }
 
 pub fn run(iterations: usize) -> Result<()> {
-    let linen = linen_binary()?;
+    let linen = linen_dir()?.join("linen");
     let bridge = PathBuf::from(lab::chain::DEBIAN_CNI_DIR).join("bridge");
     let node = Netns::create("lnb")?;
     let ovs = Ovs::start(&node)?;

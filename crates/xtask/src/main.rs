@@ -2,6 +2,7 @@
 //! the `lab` library the integration tests use too.
 
 mod bench_add;
+mod demo;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -15,6 +16,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Bring up an emulated cluster, attach pods through the real CNI chain,
+    /// and show them talking across nodes.
+    Demo {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 2)]
+        pods_per_node: usize,
+        /// The original star topology: node 1 is the master (isMaster).
+        #[arg(long)]
+        hub: bool,
+        /// Leave the lab running; remove it later with `down`.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Remove a lab left running by `demo --keep`.
+    Down {
+        /// The state file `demo --keep` printed.
+        state: std::path::PathBuf,
+    },
     /// Time the plugin's ADD (warm and cold) against the bridge+host-local
     /// steps, on a real OVS in a throwaway namespace.
     BenchAdd {
@@ -31,6 +51,24 @@ fn main() -> anyhow::Result<()> {
         "run as root: network namespaces and Open vSwitch need it"
     );
     match cli.command {
+        Cmd::Demo {
+            nodes,
+            pods_per_node,
+            hub,
+            keep,
+        } => {
+            anyhow::ensure!(nodes >= 2, "a demo needs at least 2 nodes");
+            demo::run(
+                demo::Args {
+                    nodes,
+                    pods_per_node,
+                    hub,
+                    keep,
+                },
+                bench_add::linen_dir()?,
+            )
+        }
+        Cmd::Down { state } => demo::down(&state),
         Cmd::BenchAdd { iterations } => bench_add::run(iterations),
     }
 }

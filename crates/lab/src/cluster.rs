@@ -1,0 +1,331 @@
+//! Several Linen nodes on one machine: a `fabric` namespace holding the
+//! underlay switch, and per node a namespace with its own Open vSwitch, its
+//! underlay address on `br-phy` (the userspace datapath routes tunnels only
+//! from an OVS bridge), and the real CNI chain.
+
+use crate::chain::{Chain, DEBIAN_CNI_DIR};
+use crate::process::run;
+use crate::{Error, Netns, Ovs, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How the nodes tunnel to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// Every node tunnels to every other; tunnel ports are protected.
+    Mesh,
+    /// The original star: node 1 is the master (`isMaster`), the others
+    /// tunnel only to it.
+    Hub,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub nodes: usize,
+    pub topology: Topology,
+    /// Pod-side MTU (veth, kbr0, br0); underlay stays at 1500.
+    pub pod_mtu: u32,
+    /// Directory holding the `linen` binary.
+    pub linen_dir: PathBuf,
+    /// Extra keys merged into every node's linen plugin object.
+    pub linen_extra: Value,
+}
+
+impl Options {
+    pub fn new(linen_dir: PathBuf) -> Options {
+        Options {
+            nodes: 3,
+            topology: Topology::Mesh,
+            pod_mtu: 1400,
+            linen_dir,
+            linen_extra: json!({}),
+        }
+    }
+}
+
+pub struct Pod {
+    pub ns: Netns,
+    pub id: String,
+    pub ip: String,
+    pub result: Value,
+}
+
+pub struct Node {
+    pub index: usize,
+    pub underlay_ip: String,
+    pub pods: Vec<Pod>,
+    pub chain: Chain,
+    // Drop order: pods, then daemons, then the namespace.
+    pub ovs: Ovs,
+    pub ns: Netns,
+}
+
+impl Node {
+    pub fn gateway(&self) -> String {
+        format!("10.244.{}.1", self.index)
+    }
+
+    /// Attaches a new pod through the node's CNI chain.
+    pub fn add_pod(&mut self) -> Result<&Pod> {
+        let ns = Netns::create("lpod")?;
+        let id = crate::unique("pod");
+        let result = self
+            .chain
+            .add(&id, &ns.path(), "eth0")
+            .map_err(|e| Error::Other(format!("node {}: {e}", self.index)))?;
+        let ip = result["ips"][0]["address"]
+            .as_str()
+            .and_then(|a| a.split('/').next())
+            .ok_or_else(|| Error::Other(format!("no address in {result}")))?
+            .to_string();
+        self.pods.push(Pod { ns, id, ip, result });
+        Ok(self.pods.last().expect("just pushed"))
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub fabric: Netns,
+    pub dir: PathBuf,
+    pub keep: bool,
+}
+
+/// The underlay address of node `i` (1-based). Every lab has its own
+/// fabric namespace, so two labs may use the same range without meeting.
+pub fn underlay_ip(i: usize) -> String {
+    format!("172.31.0.{i}")
+}
+
+impl Cluster {
+    pub fn up(opts: &Options) -> Result<Cluster> {
+        let fabric = Netns::create("lfab")?;
+        let dir = std::env::temp_dir().join(format!("linen-lab-{}", fabric.name));
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            what: dir.display().to_string(),
+            source,
+        })?;
+        run(&mut fabric.cmd(["ip", "link", "add", "fab0", "type", "bridge"]))?;
+        run(&mut fabric.cmd(["ip", "link", "set", "fab0", "up"]))?;
+        let mut cluster = Cluster {
+            nodes: Vec::new(),
+            fabric,
+            dir,
+            keep: false,
+        };
+        for i in 1..=opts.nodes {
+            let node = cluster.start_node(i, opts)?;
+            cluster.nodes.push(node);
+        }
+        cluster.write_state();
+        Ok(cluster)
+    }
+
+    fn start_node(&self, i: usize, opts: &Options) -> Result<Node> {
+        let ns = Netns::create(&format!("ln{i}n"))?;
+        let ovs = Ovs::start(&ns)?;
+        // Underlay: a veth from the fabric switch to the node's eth0, the
+        // node's address on br-phy.
+        let port = format!("f{i}");
+        run(&mut self.fabric.cmd([
+            "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns.name,
+        ]))?;
+        run(&mut self
+            .fabric
+            .cmd(["ip", "link", "set", &port, "master", "fab0", "up"]))?;
+        run(&mut ns.cmd(["ip", "link", "set", "eth0", "up"]))?;
+        ovs.vsctl(&[
+            "add-br",
+            "br-phy",
+            "--",
+            "set",
+            "Bridge",
+            "br-phy",
+            "datapath_type=netdev",
+            "fail_mode=standalone",
+            "--",
+            "add-port",
+            "br-phy",
+            "eth0",
+        ])?;
+        let ip = underlay_ip(i);
+        run(&mut ns.cmd(["ip", "addr", "add", &format!("{ip}/24"), "dev", "br-phy"]))?;
+        run(&mut ns.cmd(["ip", "link", "set", "br-phy", "up"]))?;
+
+        let vteps: Vec<String> = match opts.topology {
+            Topology::Mesh => (1..=opts.nodes)
+                .filter(|&j| j != i)
+                .map(underlay_ip)
+                .collect(),
+            Topology::Hub if i == 1 => (2..=opts.nodes).map(underlay_ip).collect(),
+            Topology::Hub => vec![underlay_ip(1)],
+        };
+        let mut linen = json!({
+            "type": "linen",
+            "ovsBridge": "br0",
+            "vtepIPs": vteps,
+            "isMaster": opts.topology == Topology::Hub && i == 1,
+            "ovsdbSocket": ovs.db_sock(),
+            "datapathType": "netdev",
+            "logFile": ovs.dir.join("linen.log"),
+        });
+        if let Some(extra) = opts.linen_extra.as_object() {
+            linen.as_object_mut().expect("object").extend(extra.clone());
+        }
+        let conflist = json!({
+            "cniVersion": "1.0.0",
+            "name": "linen-network",
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": "kbr0",
+                    "isGateway": true,
+                    "isDefaultGateway": true,
+                    "ipMasq": false,
+                    "mtu": opts.pod_mtu,
+                    "hairpinMode": false,
+                    "ipam": {
+                        "type": "host-local",
+                        "subnet": "10.244.0.0/16",
+                        "rangeStart": format!("10.244.{i}.10"),
+                        "rangeEnd": format!("10.244.{i}.250"),
+                        "gateway": format!("10.244.{i}.1"),
+                        "dataDir": ovs.dir.join("ipam"),
+                    }
+                },
+                linen
+            ]
+        });
+        std::fs::write(
+            ovs.dir.join("linen.conflist"),
+            serde_json::to_vec_pretty(&conflist).expect("json"),
+        )
+        .map_err(|source| Error::Io {
+            what: "write conflist".into(),
+            source,
+        })?;
+        let chain = Chain::new(
+            conflist,
+            &ns.name,
+            vec![opts.linen_dir.clone(), PathBuf::from(DEBIAN_CNI_DIR)],
+        );
+        Ok(Node {
+            index: i,
+            underlay_ip: ip,
+            pods: Vec::new(),
+            chain,
+            ovs,
+            ns,
+        })
+    }
+
+    /// Every pod in the lab with the node it lives on.
+    pub fn pods(&self) -> Vec<(usize, &Pod)> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.pods.iter().map(move |p| (n.index, p)))
+            .collect()
+    }
+
+    /// What `down` needs to remove this lab after a `--keep`: namespaces and
+    /// daemon pids, nothing found by name matching.
+    pub fn state(&self) -> Value {
+        json!({
+            "fabric": self.fabric.name,
+            "dir": self.dir,
+            "nodes": self.nodes.iter().map(|n| json!({
+                "netns": n.ns.name,
+                "ovs_dir": n.ovs.dir,
+                "pids": n.ovs.pids(),
+                "pods": n.pods.iter().map(|p| p.ns.name.clone()).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn write_state(&self) {
+        let _ = std::fs::write(self.dir.join("state.json"), self.state().to_string());
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// Leaves everything running when dropped; `down` removes it later.
+    pub fn keep(mut self) -> PathBuf {
+        self.write_state();
+        self.keep = true;
+        let p = self.state_path();
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Pods first, then each node's daemons and namespace, then the fabric.
+        for n in &mut self.nodes {
+            n.pods.clear();
+        }
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes a lab left up with `--keep`, from its state file.
+pub fn down(state_file: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(state_file).map_err(|source| Error::Io {
+        what: state_file.display().to_string(),
+        source,
+    })?;
+    let state: Value = serde_json::from_str(&text).map_err(|e| Error::Other(e.to_string()))?;
+    let del_ns = |name: &str| {
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", name])
+            .output();
+    };
+    for n in state["nodes"].as_array().into_iter().flatten() {
+        for pid in n["pids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+        {
+            crate::process::stop_pid(pid as u32);
+        }
+        for p in n["pods"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            del_ns(p);
+        }
+        if let Some(ns) = n["netns"].as_str() {
+            del_ns(ns);
+        }
+        if let Some(d) = n["ovs_dir"].as_str() {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+    if let Some(f) = state["fabric"].as_str() {
+        del_ns(f);
+    }
+    if let Some(d) = state["dir"].as_str() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+    Ok(())
+}
+
+/// Waits until `f` holds, checking every 50 ms.
+pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

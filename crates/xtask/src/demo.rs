@@ -1,0 +1,291 @@
+//! The demo: several emulated nodes, pods attached through the real CNI
+//! chain, then what a person wants to see: every pod reaching every other,
+//! throughput, and the OVS wiring.
+
+use anyhow::{bail, Context, Result};
+use lab::cluster::{Cluster, Options, Topology};
+use lab::Netns;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C or SIGTERM end the demo between steps, so the lab is torn down by
+/// the normal drop path instead of being left behind.
+fn trap_signals() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+}
+
+fn check_interrupt() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted: tearing the lab down");
+    }
+    Ok(())
+}
+
+pub struct Args {
+    pub nodes: usize,
+    pub pods_per_node: usize,
+    pub hub: bool,
+    pub keep: bool,
+}
+
+struct Steps {
+    n: usize,
+    total: usize,
+    start: Instant,
+}
+
+impl Steps {
+    fn next(&mut self, what: &str) -> Result<()> {
+        check_interrupt()?;
+        self.n += 1;
+        println!(
+            "\n[{}/{}] {what}  (t+{:.1}s)",
+            self.n,
+            self.total,
+            self.start.elapsed().as_secs_f64()
+        );
+        Ok(())
+    }
+}
+
+pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
+    trap_signals();
+    let mut steps = Steps {
+        n: 0,
+        total: 6,
+        start: Instant::now(),
+    };
+    let topology = if args.hub {
+        Topology::Hub
+    } else {
+        Topology::Mesh
+    };
+    let mut opts = Options::new(linen_dir);
+    opts.nodes = args.nodes;
+    opts.topology = topology;
+
+    steps.next(&format!(
+        "starting {} nodes: a namespace each with its own ovsdb-server + ovs-vswitchd (userspace datapath), underlay 172.31.0.0/24 on br-phy; topology {}",
+        args.nodes,
+        if args.hub { "hub (node 1 isMaster, the original star)" } else { "full mesh (protected tunnel ports)" }
+    ))?;
+    let mut cluster = Cluster::up(&opts).context("bringing the lab up")?;
+    for n in &cluster.nodes {
+        println!(
+            "  node{}  underlay {}  pods 10.244.{}.0/24 (gateway {})  vtepIPs {}",
+            n.index,
+            n.underlay_ip,
+            n.index,
+            n.gateway(),
+            n.chain.conflist["plugins"][1]["vtepIPs"]
+        );
+    }
+
+    steps.next(&format!(
+        "attaching {} pods per node through the chain bridge -> host-local -> linen",
+        args.pods_per_node
+    ))?;
+    for n in &mut cluster.nodes {
+        for _ in 0..args.pods_per_node {
+            let t = Instant::now();
+            let index = n.index;
+            let pod = n.add_pod()?;
+            println!(
+                "  node{index}  {}  {}  ({:.0} ms)",
+                pod.ns.name,
+                pod.ip,
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
+    cluster.write_state();
+
+    steps.next("pod-to-pod ping matrix (3 probes each, every pair)")?;
+    let failures = ping_matrix(&cluster);
+
+    steps.next("iperf3 throughput, one TCP stream, 3 s")?;
+    let pods = cluster.pods();
+    let same = pods
+        .iter()
+        .find(|(n, _)| *n == 1)
+        .zip(pods.iter().filter(|(n, _)| *n == 1).nth(1));
+    let cross = pods
+        .iter()
+        .find(|(n, _)| *n == 1)
+        .zip(pods.iter().find(|(n, _)| *n == 2));
+    for (label, pair) in [
+        ("same node (node1 -> node1)", same),
+        ("cross node (node1 -> node2, VXLAN)", cross),
+    ] {
+        check_interrupt()?;
+        if let Some(((_, a), (_, b))) = pair {
+            match iperf(&a.ns, &b.ns, &b.ip) {
+                Ok(bps) => println!("  {label:<36} {:>8.0} Mbit/s", bps / 1e6),
+                Err(e) => println!("  {label:<36} failed: {e:#}"),
+            }
+        }
+    }
+
+    steps.next("ovs-vsctl show on node1")?;
+    let n1 = &cluster.nodes[0];
+    println!("{}", indent(&n1.ovs.vsctl(&["show"])?));
+
+    steps
+        .next("which Linux bridge br0 is enslaved to (node1: bridge link, ip -d link show br0)")?;
+    println!(
+        "{}",
+        indent(&lab::process::stdout(&mut n1.ns.cmd(["bridge", "link"]))?)
+    );
+    let link = lab::process::stdout(&mut n1.ns.cmd(["ip", "-d", "link", "show", "br0"]))?;
+    println!(
+        "{}",
+        indent(link.lines().take(2).collect::<Vec<_>>().join("\n").as_str())
+    );
+
+    println!("\ndone in {:.1}s", steps.start.elapsed().as_secs_f64());
+    if args.keep {
+        let state = cluster.keep();
+        println!(
+            "lab kept up; remove it with: cargo run --release -p xtask -- down {}",
+            state.display()
+        );
+    }
+    if failures > 0 {
+        bail!("{failures} pod pair(s) could not reach each other");
+    }
+    Ok(())
+}
+
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Pings every ordered pod pair, one thread per source pod, and prints the
+/// matrix. Returns the number of failing pairs.
+fn ping_matrix(cluster: &Cluster) -> usize {
+    let pods = cluster.pods();
+    let rows: Vec<Vec<Option<f64>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pods
+            .iter()
+            .map(|(_, src)| {
+                let pods = &pods;
+                s.spawn(move || {
+                    pods.iter()
+                        .map(|(_, dst)| {
+                            (src.ip != dst.ip)
+                                .then(|| ping_rtt(&src.ns, &dst.ip))
+                                .flatten()
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let label = |(n, p): &(usize, &lab::cluster::Pod)| format!("n{n}:{}", p.ip);
+    let width = 17;
+    print!("  {:<width$}", "from \\ to");
+    for p in &pods {
+        print!("{:>width$}", label(p));
+    }
+    println!();
+    let mut failures = 0;
+    for (i, src) in pods.iter().enumerate() {
+        print!("  {:<width$}", label(src));
+        for (j, _) in pods.iter().enumerate() {
+            let cell = if i == j {
+                "-".to_string()
+            } else {
+                match rows[i][j] {
+                    Some(ms) => format!("ok {ms:.2}ms"),
+                    None => {
+                        failures += 1;
+                        "FAIL".into()
+                    }
+                }
+            };
+            print!("{cell:>width$}");
+        }
+        println!();
+    }
+    let pairs = pods.len() * (pods.len().saturating_sub(1));
+    println!("  {} of {pairs} pairs reachable", pairs - failures);
+    failures
+}
+
+/// Average RTT in ms when at least one probe came back.
+fn ping_rtt(ns: &Netns, ip: &str) -> Option<f64> {
+    let out = ns
+        .cmd(["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2", ip])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "rtt min/avg/max/mdev = 0.061/0.074/0.090/0.012 ms"
+    let line = text.lines().find(|l| l.starts_with("rtt"))?;
+    line.split('=')
+        .nth(1)?
+        .trim()
+        .split('/')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        lab::process::stop_pid(self.0.id());
+        let _ = self.0.wait();
+    }
+}
+
+/// One iperf3 TCP stream from `client` to a server in `server_ns`.
+pub fn iperf(client: &Netns, server_ns: &Netns, server_ip: &str) -> Result<f64> {
+    let _server = Server(
+        server_ns
+            .cmd(["iperf3", "-s", "-1", "-B", server_ip])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start iperf3 server")?,
+    );
+    let mut last = String::new();
+    for _ in 0..40 {
+        let out = client
+            .cmd(["iperf3", "-c", server_ip, "-t", "3", "-J"])
+            .output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64() {
+            return Ok(bps);
+        }
+        last = v["error"].as_str().unwrap_or_default().to_string();
+        // The server may not be listening yet.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("iperf3 client: {last}")
+}
+
+pub fn down(state: &std::path::Path) -> Result<()> {
+    lab::cluster::down(state)?;
+    println!("removed the lab described by {}", state.display());
+    let _ = Command::new("true").status();
+    Ok(())
+}
