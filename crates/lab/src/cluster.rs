@@ -88,7 +88,6 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub fabric: Netns,
     pub dir: PathBuf,
-    pub keep: bool,
 }
 
 /// The underlay address of node `i` (1-based). Every lab has its own
@@ -111,7 +110,6 @@ impl Cluster {
             nodes: Vec::new(),
             fabric,
             dir,
-            keep: false,
         };
         for i in 1..=opts.nodes {
             let node = cluster.start_node(i, opts)?;
@@ -251,9 +249,8 @@ impl Cluster {
     }
 
     /// Leaves everything running when dropped; `down` removes it later.
-    pub fn keep(mut self) -> PathBuf {
+    pub fn keep(self) -> PathBuf {
         self.write_state();
-        self.keep = true;
         let p = self.state_path();
         std::mem::forget(self);
         p

@@ -6,9 +6,15 @@ fn main() {
     let _ = std::io::stdin().read_to_end(&mut stdin);
     let vars = std::env::vars().collect();
     let plugin = linen::Linen::default();
+    // Buffered so the log can record exactly what the runtime was told.
+    let mut out = Vec::new();
+    let code = cni::run(&plugin, &vars, &stdin, &mut out);
     let mut stdout = std::io::stdout().lock();
-    let code = cni::run(&plugin, &vars, &stdin, &mut stdout);
+    let _ = stdout.write_all(&out);
     let _ = stdout.flush();
+    if code != 0 {
+        plugin.log.borrow_mut().step(String::from_utf8_lossy(&out).trim());
+    }
     let header = format!(
         "{} container={} netns={} exit={code}",
         vars.get("CNI_COMMAND").map(String::as_str).unwrap_or("?"),
