@@ -30,6 +30,9 @@ pub struct Options {
     pub linen_dir: PathBuf,
     /// Extra keys merged into every node's linen plugin object.
     pub linen_extra: Value,
+    /// Point every node's br0 at the lab's OpenFlow controller (see
+    /// [`crate::faucet`]), with datapath-id = node number.
+    pub controller: bool,
 }
 
 impl Options {
@@ -40,6 +43,7 @@ impl Options {
             pod_mtu: 1400,
             linen_dir,
             linen_extra: json!({}),
+            controller: false,
         }
     }
 }
@@ -132,6 +136,11 @@ impl Cluster {
             .fabric
             .cmd(["ip", "link", "set", &port, "master", "fab0", "up"]))?;
         run(&mut ns.cmd(["ip", "link", "set", "eth0", "up"]))?;
+        // The fabric's own TCP (e.g. a controller there) leaves through the
+        // veth with its checksum left to offload; the userspace datapath
+        // reads it raw from AF_PACKET and would hand the node a bad
+        // checksum. Checksum in software on the fabric side.
+        run(&mut self.fabric.cmd(["ethtool", "-K", &port, "tx", "off"]))?;
         ovs.vsctl(&[
             "add-br",
             "br-phy",
@@ -167,6 +176,10 @@ impl Cluster {
             "datapathType": "netdev",
             "logFile": ovs.dir.join("linen.log"),
         });
+        if opts.controller {
+            linen["controller"] = json!(crate::faucet::target());
+            linen["datapathId"] = json!(crate::faucet::datapath_id(i));
+        }
         if let Some(extra) = opts.linen_extra.as_object() {
             linen.as_object_mut().expect("object").extend(extra.clone());
         }

@@ -54,18 +54,27 @@ impl<'a> Keys<'a> {
     }
 
     fn get(&self, key: &str) -> Option<&'a Value> {
+        self.get_any(&[key])
+    }
+
+    /// The first of several spellings of one key: any spelling at the top
+    /// level beats every spelling under the legacy object.
+    fn get_any(&self, names: &[&str]) -> Option<&'a Value> {
         let non_null = |v: &&Value| !v.is_null();
-        self.top.get(key).filter(non_null).or_else(|| {
+        let top = names.iter().find_map(|k| self.top.get(*k).filter(non_null));
+        top.or_else(|| {
             let legacy = self.legacy?;
-            legacy
-                .get(key)
-                .or_else(|| {
-                    legacy
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-                        .map(|(_, v)| v)
-                })
-                .filter(non_null)
+            names.iter().find_map(|key| {
+                legacy
+                    .get(*key)
+                    .or_else(|| {
+                        legacy
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                            .map(|(_, v)| v)
+                    })
+                    .filter(non_null)
+            })
         })
     }
 }
@@ -113,7 +122,7 @@ impl Config {
         };
 
         // `vtepIP` is how the earliest releases spelled it.
-        let vtep_ips = match keys.get("vtepIPs").or_else(|| keys.get("vtepIP")) {
+        let vtep_ips = match keys.get_any(&["vtepIPs", "vtepIP"]) {
             None => vec![],
             Some(Value::Array(items)) => {
                 let mut ips: Vec<IpAddr> = Vec::with_capacity(items.len());
@@ -359,6 +368,16 @@ mod tests {
     }
 
     #[test]
+    fn the_legacy_spelling_at_top_level_beats_the_legacy_object() {
+        let c = cfg(json!({
+            "vtepIP": ["10.0.0.1"],
+            "runtimeConfig": {"ovs": {"vtepIPs": ["10.0.0.2"]}}
+        }))
+        .unwrap();
+        assert_eq!(c.vtep_ips, vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
     fn controller_forms() {
         assert_eq!(
             parse_controller("10.0.0.1:6653").unwrap(),
@@ -404,6 +423,8 @@ mod tests {
             json!({"controller": "nonsense"}),
             json!({"isMaster": "yes"}),
             json!({"ovsdbSocket": "relative.sock"}),
+            json!({"ovsdbSocket": "unix:relative.sock"}),
+            json!({"ovsdbSocket": "tcp:localhost:6640"}),
             json!({"datapathType": "dpdk"}),
             json!({"vni": 16777216}),
             json!({"vni": "auto"}),

@@ -3,7 +3,6 @@
 //! bridge would race.
 
 use std::fs::{File, OpenOptions};
-use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -29,9 +28,15 @@ pub struct BridgeLock {
 /// The lock file for `bridge` in the OVS instance behind `endpoint`: two OVS
 /// instances (as in a lab) each have their own `br0`.
 pub fn lock_path(dir: &Path, bridge: &str, endpoint: &str) -> PathBuf {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    endpoint.hash(&mut h);
-    dir.join(format!("{bridge}.{:016x}.lock", h.finish()))
+    dir.join(format!("{bridge}.{:016x}.lock", fnv1a(endpoint.as_bytes())))
+}
+
+/// A hash that never changes between builds: two linen binaries (say, during
+/// an upgrade) must agree on the lock file of a bridge.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn open(path: &Path) -> Result<File, LockError> {
@@ -95,6 +100,23 @@ mod tests {
         ));
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn lock_names_are_stable_across_builds() {
+        assert_eq!(
+            lock_path(
+                Path::new("/run/linen"),
+                "br0",
+                "unix:/var/run/openvswitch/db.sock"
+            ),
+            PathBuf::from(format!(
+                "/run/linen/br0.{:016x}.lock",
+                fnv1a(b"unix:/var/run/openvswitch/db.sock")
+            ))
+        );
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

@@ -13,7 +13,10 @@ fn main() {
     let _ = stdout.write_all(&out);
     let _ = stdout.flush();
     if code != 0 {
-        plugin.log.borrow_mut().step(String::from_utf8_lossy(&out).trim());
+        plugin
+            .log
+            .borrow_mut()
+            .step(String::from_utf8_lossy(&out).trim());
     }
     let header = format!(
         "{} container={} netns={} exit={code}",

@@ -2,8 +2,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
-/// `external_ids` key marking a row as created by Linen; rows without it are
-/// never changed or removed.
+/// `external_ids` key marking a row as created by Linen. Ports and tunnels
+/// without it are never rewritten or removed; a bridge Linen did not create
+/// still gets the settings the configuration asks of it (fail mode,
+/// controller, datapath-id, the internal port's MTU), because the operator
+/// named it as Linen's bridge.
 pub const OWNER_KEY: &str = "linen-owner";
 pub const OWNER_VALUE: &str = "linen";
 /// `external_ids` key saying what the row is: `bridge`, `internal`, `tunnel`.

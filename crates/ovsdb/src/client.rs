@@ -15,18 +15,23 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Checks the form up front, so a bad endpoint is a configuration
+    /// error and not a failure to connect: unix paths must be absolute, TCP
+    /// endpoints an IP address and port (no name lookups).
     pub fn parse(s: &str) -> Result<Endpoint, Error> {
-        if let Some(p) = s.strip_prefix("unix:") {
-            Ok(Endpoint::Unix(p.to_string()))
-        } else if let Some(a) = s.strip_prefix("tcp:") {
-            Ok(Endpoint::Tcp(a.to_string()))
-        } else if s.starts_with('/') {
-            Ok(Endpoint::Unix(s.to_string()))
-        } else {
-            Err(Error::Protocol(format!(
-                "OVSDB endpoint {s:?} is neither unix:PATH, /PATH nor tcp:HOST:PORT"
-            )))
+        let bad = |why: &str| Error::Protocol(format!("OVSDB endpoint {s:?} {why}"));
+        if let Some(a) = s.strip_prefix("tcp:") {
+            a.parse::<std::net::SocketAddr>()
+                .map_err(|_| bad("is not tcp:IP:PORT"))?;
+            return Ok(Endpoint::Tcp(a.to_string()));
         }
+        let path = s.strip_prefix("unix:").unwrap_or(s);
+        if !path.starts_with('/') {
+            return Err(bad(
+                "is neither unix:/ABSOLUTE/PATH, /ABSOLUTE/PATH nor tcp:IP:PORT",
+            ));
+        }
+        Ok(Endpoint::Unix(path.to_string()))
     }
 }
 
@@ -399,5 +404,11 @@ mod tests {
             Endpoint::Tcp("127.0.0.1:6640".into())
         );
         assert!(Endpoint::parse("db.sock").is_err());
+        assert!(Endpoint::parse("unix:relative.sock").is_err());
+        assert!(Endpoint::parse("tcp:localhost:6640").is_err());
+        assert_eq!(
+            Endpoint::parse("tcp:[::1]:6640").unwrap(),
+            Endpoint::Tcp("[::1]:6640".into())
+        );
     }
 }

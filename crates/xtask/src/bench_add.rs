@@ -85,7 +85,7 @@ pub fn run(iterations: usize) -> Result<()> {
     let linen = linen_dir()?.join("linen");
     let bridge = PathBuf::from(lab::chain::DEBIAN_CNI_DIR).join("bridge");
     let node = Netns::create("lnb")?;
-    let ovs = Ovs::start(&node)?;
+    let mut ovs = Ovs::start(&node)?;
     enter(&node)?;
     let ipam_dir = ovs.dir.join("ipam");
     let bridge_conf = json!({
@@ -135,7 +135,21 @@ pub fn run(iterations: usize) -> Result<()> {
         warm.push(t);
     }
 
+    // The very first ADD a node ever sees: a freshly started OVS with an
+    // empty database and no tap device yet, where ovs-vswitchd also builds
+    // its userspace datapath. Fewer samples: each restarts OVS (untimed).
+    let fresh_runs = (iterations / 10).max(5);
+    let mut fresh = Vec::with_capacity(fresh_runs);
+    for i in 0..fresh_runs {
+        drop(ovs);
+        let _ = Command::new("ip").args(["link", "del", "br0"]).output();
+        ovs = Ovs::start(&node)?;
+        let (_, t) = exec(&linen, "ADD", &pod.path(), &format!("fresh{i}"), &conf)?;
+        fresh.push(t);
+    }
+
     let (b, w, c) = (summarize(&base), summarize(&warm), summarize(&cold));
+    let f = summarize(&fresh);
     println!();
     println!("| step | n | p50 | p99 | mean |");
     println!("|---|---|---|---|---|");
@@ -143,6 +157,7 @@ pub fn run(iterations: usize) -> Result<()> {
         ("bridge + host-local (Debian 1.1.1)", &b),
         ("linen, warm (bridge and 3 VTEPs in place)", &w),
         ("linen, cold (creates bridge, internal port, 3 VTEPs)", &c),
+        ("linen, first ADD on a freshly started OVS", &f),
     ] {
         println!(
             "| {name} | {} | {} | {} | {} |",

@@ -37,6 +37,7 @@ pub struct Args {
     pub pods_per_node: usize,
     pub hub: bool,
     pub keep: bool,
+    pub controller: bool,
 }
 
 struct Steps {
@@ -74,6 +75,7 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
     let mut opts = Options::new(linen_dir);
     opts.nodes = args.nodes;
     opts.topology = topology;
+    opts.controller = args.controller;
 
     steps.next(&format!(
         "starting {} nodes: a namespace each with its own ovsdb-server + ovs-vswitchd (userspace datapath), underlay 172.31.0.0/24 on br-phy; topology {}",
@@ -110,6 +112,25 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
         }
     }
     cluster.write_state();
+
+    let _faucet = if args.controller {
+        steps.total += 1;
+        steps.next("starting Faucet (OpenFlow controller) on the fabric at 172.31.0.254:6653")?;
+        let yaml = lab::faucet::config(&cluster)?;
+        let f = lab::faucet::Faucet::start(&cluster, &lab::faucet::default_venv(), &yaml)?;
+        let connected = lab::cluster::eventually(Duration::from_secs(30), || {
+            cluster.nodes.iter().all(|n| {
+                n.ovs
+                    .vsctl(&["--bare", "--columns=is_connected", "list", "Controller"])
+                    .unwrap_or_default()
+                    == "true"
+            })
+        });
+        println!("  every br0 reports the controller connected: {connected}");
+        Some(f)
+    } else {
+        None
+    };
 
     steps.next("pod-to-pod ping matrix (3 probes each, every pair)")?;
     let failures = ping_matrix(&cluster);

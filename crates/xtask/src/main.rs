@@ -29,6 +29,10 @@ enum Cmd {
         /// Leave the lab running; remove it later with `down`.
         #[arg(long)]
         keep: bool,
+        /// Run a real OpenFlow controller (Faucet) and point every br0 at it;
+        /// implies the hub topology, as the original project ran it.
+        #[arg(long)]
+        controller: bool,
     },
     /// Remove a lab left running by `demo --keep`.
     Down {
@@ -56,14 +60,16 @@ fn main() -> anyhow::Result<()> {
             pods_per_node,
             hub,
             keep,
+            controller,
         } => {
             anyhow::ensure!(nodes >= 2, "a demo needs at least 2 nodes");
             demo::run(
                 demo::Args {
                     nodes,
                     pods_per_node,
-                    hub,
+                    hub: hub || controller,
                     keep,
+                    controller,
                 },
                 bench_add::linen_dir()?,
             )
