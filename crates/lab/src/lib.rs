@@ -9,6 +9,7 @@ pub mod faucet;
 pub mod netns;
 pub mod ovs;
 pub mod process;
+pub mod traffic;
 
 pub use chain::{Chain, PluginError};
 pub use netns::Netns;

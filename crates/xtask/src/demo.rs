@@ -5,7 +5,6 @@
 use anyhow::{bail, Context, Result};
 use lab::cluster::{Cluster, Options, Topology};
 use lab::Netns;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -83,10 +82,16 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
         if args.hub { "hub (node 1 isMaster, the original star)" } else { "full mesh (protected tunnel ports)" }
     ))?;
     let mut cluster = Cluster::up(&opts).context("bringing the lab up")?;
+    println!(
+        "  lab state {} (fabric netns {})",
+        cluster.state_path().display(),
+        cluster.fabric.name
+    );
     for n in &cluster.nodes {
         println!(
-            "  node{}  underlay {}  pods 10.244.{}.0/24 (gateway {})  vtepIPs {}",
+            "  node{} (netns {})  underlay {}  pods 10.244.{}.0/24 (gateway {})  vtepIPs {}",
             n.index,
+            n.ns.name,
             n.underlay_ip,
             n.index,
             n.gateway(),
@@ -151,7 +156,7 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
     ] {
         check_interrupt()?;
         if let Some(((_, a), (_, b))) = pair {
-            match iperf(&a.ns, &b.ns, &b.ip) {
+            match lab::traffic::iperf(&a.ns, &b.ns, &b.ip, 3) {
                 Ok(bps) => println!("  {label:<36} {:>8.0} Mbit/s", bps / 1e6),
                 Err(e) => println!("  {label:<36} failed: {e:#}"),
             }
@@ -269,44 +274,8 @@ fn ping_rtt(ns: &Netns, ip: &str) -> Option<f64> {
         .ok()
 }
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        lab::process::stop_pid(self.0.id());
-        let _ = self.0.wait();
-    }
-}
-
-/// One iperf3 TCP stream from `client` to a server in `server_ns`.
-pub fn iperf(client: &Netns, server_ns: &Netns, server_ip: &str) -> Result<f64> {
-    let _server = Server(
-        server_ns
-            .cmd(["iperf3", "-s", "-1", "-B", server_ip])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("start iperf3 server")?,
-    );
-    let mut last = String::new();
-    for _ in 0..40 {
-        let out = client
-            .cmd(["iperf3", "-c", server_ip, "-t", "3", "-J"])
-            .output()?;
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if let Some(bps) = v["end"]["sum_received"]["bits_per_second"].as_f64() {
-            return Ok(bps);
-        }
-        last = v["error"].as_str().unwrap_or_default().to_string();
-        // The server may not be listening yet.
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    bail!("iperf3 client: {last}")
-}
-
 pub fn down(state: &std::path::Path) -> Result<()> {
     lab::cluster::down(state)?;
     println!("removed the lab described by {}", state.display());
-    let _ = Command::new("true").status();
     Ok(())
 }

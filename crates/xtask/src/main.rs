@@ -2,6 +2,7 @@
 //! the `lab` library the integration tests use too.
 
 mod bench_add;
+mod bench_dataplane;
 mod demo;
 mod stats;
 
@@ -33,6 +34,14 @@ enum Cmd {
         /// implies the hub topology, as the original project ran it.
         #[arg(long)]
         controller: bool,
+    },
+    /// iperf3 pod to pod: same node, across nodes through Linen's OVS
+    /// tunnels, and through a plain kernel VXLAN between the same nodes.
+    BenchDataplane {
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
     },
     /// Remove a lab left running by `demo --keep`.
     Down {
@@ -76,5 +85,8 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Down { state } => demo::down(&state),
         Cmd::BenchAdd { iterations } => bench_add::run(iterations),
+        Cmd::BenchDataplane { seconds, repeats } => {
+            bench_dataplane::run_bench(bench_add::linen_dir()?, seconds, repeats)
+        }
     }
 }
