@@ -33,6 +33,25 @@ pub fn default_venv() -> PathBuf {
         })
 }
 
+/// Whether OVS on `node` reports its bridge's controller connected.
+pub fn connected(node: &crate::cluster::Node) -> bool {
+    node.ovs
+        .vsctl(&["--bare", "--columns=is_connected", "list", "Controller"])
+        .unwrap_or_default()
+        == "true"
+}
+
+/// Whether OVS on `node` has failed open (standalone mode without a
+/// controller): its fail-open flow, priority 0xf0f0f0, switches NORMAL.
+pub fn failed_open(node: &crate::cluster::Node) -> bool {
+    node.ovs
+        .appctl("ovs-vswitchd", &["bridge/dump-flows", "br0"])
+        .is_ok_and(|f| {
+            f.lines()
+                .any(|l| l.contains("priority=15790320") && l.contains("NORMAL"))
+        })
+}
+
 pub struct Faucet {
     child: Child,
     pub dir: PathBuf,

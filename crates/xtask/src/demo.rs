@@ -118,18 +118,13 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
     }
     cluster.write_state();
 
-    let _faucet = if args.controller {
+    let mut faucet = if args.controller {
         steps.total += 1;
         steps.next("starting Faucet (OpenFlow controller) on the fabric at 172.31.0.254:6653")?;
         let yaml = lab::faucet::config(&cluster)?;
         let f = lab::faucet::Faucet::start(&cluster, &lab::faucet::default_venv(), &yaml)?;
         let connected = lab::cluster::eventually(Duration::from_secs(30), || {
-            cluster.nodes.iter().all(|n| {
-                n.ovs
-                    .vsctl(&["--bare", "--columns=is_connected", "list", "Controller"])
-                    .unwrap_or_default()
-                    == "true"
-            })
+            cluster.nodes.iter().all(lab::faucet::connected)
         });
         println!("  every br0 reports the controller connected: {connected}");
         Some(f)
@@ -138,7 +133,29 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
     };
 
     steps.next("pod-to-pod ping matrix (3 probes each, every pair)")?;
-    let failures = ping_matrix(&cluster);
+    let mut failures = ping_matrix(&cluster);
+
+    if let Some(f) = faucet.take() {
+        steps.total += 1;
+        steps
+            .next("stopping the controller: fail_mode=standalone falls back to normal switching")?;
+        f.stop();
+        let gone = lab::cluster::eventually(Duration::from_secs(30), || {
+            !cluster.nodes.iter().any(lab::faucet::connected)
+        });
+        println!("  every br0 reports the controller disconnected: {gone}");
+        // OVS fails open after three missed inactivity probes (about 15 s);
+        // until then the controller's last flows keep forwarding.
+        let t = Instant::now();
+        let open = lab::cluster::eventually(Duration::from_secs(40), || {
+            cluster.nodes.iter().all(lab::faucet::failed_open)
+        });
+        println!(
+            "  every br0 failed open to normal (NORMAL) switching after {:.1}s: {open}",
+            t.elapsed().as_secs_f64()
+        );
+        failures += ping_matrix(&cluster);
+    }
 
     steps.next("iperf3 throughput, one TCP stream, 3 s")?;
     let pods = cluster.pods();
