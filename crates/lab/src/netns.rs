@@ -11,8 +11,20 @@ pub struct Netns {
 
 impl Netns {
     pub fn create(prefix: &str) -> Result<Netns> {
-        let name = crate::unique(prefix);
-        run(Command::new("ip").args(["netns", "add", &name]))?;
+        // A crashed run whose pid came back may have left this very name:
+        // never adopt it, take the next one.
+        let mut attempt = 0;
+        let name = loop {
+            let name = crate::unique(prefix);
+            match run(Command::new("ip").args(["netns", "add", &name])) {
+                Ok(_) => break name,
+                Err(e) if attempt < 16 && PathBuf::from("/var/run/netns").join(&name).exists() => {
+                    attempt += 1;
+                    let _ = e;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let ns = Netns { name };
         run(&mut ns.cmd(["ip", "link", "set", "lo", "up"]))?;
         Ok(ns)
