@@ -5,6 +5,7 @@
 
 pub mod chain;
 pub mod cluster;
+pub mod etcd;
 pub mod faucet;
 pub mod netns;
 pub mod ovs;

@@ -1,7 +1,7 @@
 use crate::error::Error;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -94,14 +94,12 @@ impl Write for Stream {
     }
 }
 
-type Messages =
-    serde_json::StreamDeserializer<'static, serde_json::de::IoRead<BufReader<Stream>>, Value>;
-
 /// One OVSDB connection. Replies are matched to requests by id; `update`
 /// notifications that arrive meanwhile are queued for [`Client::next_update`].
 pub struct Client {
     writer: Stream,
-    reader: Messages,
+    reader: Stream,
+    framer: crate::framer::Framer,
     next_id: u64,
     updates: VecDeque<Value>,
     timeout: Option<Duration>,
@@ -126,11 +124,11 @@ impl Client {
         };
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let reader = serde_json::Deserializer::from_reader(BufReader::new(stream.try_clone()?))
-            .into_iter::<Value>();
+        let reader = stream.try_clone()?;
         Ok(Client {
             writer: stream,
             reader,
+            framer: crate::framer::Framer::default(),
             next_id: 1,
             updates: VecDeque::new(),
             timeout: Some(timeout),
@@ -247,16 +245,16 @@ impl Client {
 
     /// Reads one message; handles server-initiated requests in place.
     fn read_message(&mut self) -> Result<Value, Error> {
-        let msg = match self.reader.next() {
-            None => return Err(Error::Closed),
-            Some(Err(e)) if e.is_io() => {
-                return Err(Error::Io(io::Error::new(
-                    e.io_error_kind().unwrap_or(io::ErrorKind::Other),
-                    e.to_string(),
-                )))
+        let msg: Value = loop {
+            if let Some(bytes) = self.framer.next_message() {
+                break serde_json::from_slice(&bytes)?;
             }
-            Some(Err(e)) if e.is_eof() => return Err(Error::Closed),
-            Some(r) => r?,
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.reader.read(&mut chunk)?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
+            self.framer.push(&chunk[..n]);
         };
         match msg.get("method").and_then(Value::as_str) {
             Some("echo") => {

@@ -4,6 +4,7 @@
 
 mod client;
 mod error;
+mod framer;
 pub mod ops;
 pub mod value;
 

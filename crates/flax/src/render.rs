@@ -1,0 +1,151 @@
+//! This node's conflist, rendered from its pod subnet so nobody writes
+//! per-node files by hand: `bridge` + `host-local` + `linen`.
+
+use crate::config::{CniConfig, OvsConfig};
+use ipnet::IpNet;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// VXLAN over IPv4 adds 50 bytes.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// The conflist for a node whose pods get addresses from `subnet`. The
+/// host-local range is the node's subnet but the `subnet` it declares is the
+/// whole flat pod network: pods on other nodes are on-link across the L2
+/// overlay, not behind the gateway.
+pub fn conflist(cni: &CniConfig, ovs: &OvsConfig, subnet: IpNet) -> Value {
+    let mtu = cni
+        .mtu
+        .unwrap_or(cni.underlay_mtu.saturating_sub(VXLAN_OVERHEAD));
+    let mut hosts = subnet.hosts();
+    let gateway = hosts.next();
+    let first = hosts.next();
+    let last = subnet.hosts().last();
+    let mut ipam = json!({
+        "type": "host-local",
+        "ranges": [[{
+            "subnet": cni.cluster_cidr.to_string(),
+            "rangeStart": first.map(|a| a.to_string()),
+            "rangeEnd": last.map(|a| a.to_string()),
+            "gateway": gateway.map(|a| a.to_string()),
+        }]],
+    });
+    if let Some(d) = &cni.ipam_data_dir {
+        ipam["dataDir"] = json!(d);
+    }
+    let mut linen = json!({
+        "type": "linen",
+        "ovsBridge": ovs.bridge,
+        "ovsdbSocket": ovs.socket,
+        "datapathType": ovs.datapath_type,
+        "dstPort": ovs.dst_port,
+        "mtu": mtu,
+    });
+    linen["vni"] = match &ovs.vni {
+        toml::Value::Integer(n) => json!(n),
+        _ => json!("flow"),
+    };
+    json!({
+        "cniVersion": "1.0.0",
+        "name": cni.network_name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": ovs.linux_bridge.as_deref().unwrap_or("kbr0"),
+                "isGateway": true,
+                "isDefaultGateway": true,
+                "ipMasq": false,
+                "mtu": mtu,
+                "ipam": ipam,
+            },
+            linen
+        ]
+    })
+}
+
+/// Writes the conflist atomically (temp file + rename in the same
+/// directory), and only when it changed, so a runtime never reads half a
+/// file and an unchanged file keeps its timestamp.
+pub fn write(cni: &CniConfig, ovs: &OvsConfig, subnet: IpNet) -> std::io::Result<Option<PathBuf>> {
+    let path = cni.conf_dir.join(&cni.file_name);
+    let mut text = serde_json::to_string_pretty(&conflist(cni, ovs, subnet)).expect("json");
+    text.push('\n');
+    if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&cni.conf_dir)?;
+    let tmp = cni.conf_dir.join(format!(".{}.tmp", cni.file_name));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cni(dir: PathBuf) -> CniConfig {
+        CniConfig {
+            conf_dir: dir,
+            file_name: "10-linen.conflist".into(),
+            network_name: "linen-network".into(),
+            cluster_cidr: "10.244.0.0/16".parse().unwrap(),
+            mtu: None,
+            underlay_mtu: 1450,
+            ipam_data_dir: None,
+            pod_cidr: None,
+        }
+    }
+
+    #[test]
+    fn renders_the_chain_for_the_subnet() {
+        let c = conflist(
+            &cni(PathBuf::from("/x")),
+            &OvsConfig::default(),
+            "10.244.3.0/24".parse().unwrap(),
+        );
+        let bridge = &c["plugins"][0];
+        assert_eq!(bridge["type"], "bridge");
+        assert_eq!(bridge["mtu"], 1400, "underlay 1450 - 50");
+        let range = &bridge["ipam"]["ranges"][0][0];
+        assert_eq!(range["subnet"], "10.244.0.0/16");
+        assert_eq!(range["gateway"], "10.244.3.1");
+        assert_eq!(range["rangeStart"], "10.244.3.2");
+        assert_eq!(range["rangeEnd"], "10.244.3.254");
+        let linen = &c["plugins"][1];
+        assert_eq!(linen["type"], "linen");
+        assert_eq!(linen["vni"], "flow");
+        assert_eq!(linen["mtu"], 1400);
+        assert!(linen.get("vtepIPs").is_none(), "flax owns the tunnels");
+    }
+
+    #[test]
+    fn writes_atomically_and_only_on_change() {
+        let dir = std::env::temp_dir().join(format!("flax-render-{}", std::process::id()));
+        let c = cni(dir.clone());
+        let net = "10.244.3.0/24".parse().unwrap();
+        assert!(write(&c, &OvsConfig::default(), net).unwrap().is_some());
+        assert!(
+            write(&c, &OvsConfig::default(), net).unwrap().is_none(),
+            "unchanged: not rewritten"
+        );
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec!["10-linen.conflist"], "no temp file left");
+        let v: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("10-linen.conflist")).unwrap())
+                .unwrap();
+        assert_eq!(
+            v["plugins"][0]["ipam"]["ranges"][0][0]["gateway"],
+            "10.244.3.1"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
