@@ -56,6 +56,26 @@ impl Etcd {
         Ok(e)
     }
 
+    /// Starts etcd inside `netns` on `host` with fixed ports (a fresh
+    /// namespace has every port free).
+    pub fn start_at(host: &str, netns: &str, client_port: u16, peer_port: u16) -> Result<Etcd> {
+        let dir = std::env::temp_dir().join(crate::unique("linen-etcd-"));
+        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
+            what: dir.display().to_string(),
+            source,
+        })?;
+        let mut e = Etcd {
+            child: None,
+            dir,
+            client_port,
+            peer_port,
+            host: host.to_string(),
+            netns: Some(netns.to_string()),
+        };
+        e.resume()?;
+        Ok(e)
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}:{}", self.host, self.client_port)
     }

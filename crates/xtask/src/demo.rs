@@ -37,6 +37,9 @@ pub struct Args {
     pub hub: bool,
     pub keep: bool,
     pub controller: bool,
+    /// The original workflow: `vtepIPs` written into each node's conflist
+    /// instead of flax keeping the mesh.
+    pub static_vteps: bool,
 }
 
 struct Steps {
@@ -59,6 +62,42 @@ impl Steps {
     }
 }
 
+fn describe_node(n: &lab::cluster::Node) {
+    let linen = &n.chain.conflist["plugins"][1];
+    let how = match linen.get("vtepIPs") {
+        Some(v) => format!("vtepIPs {v}"),
+        None => format!("conflist by flax, tunnels {:?}", n.tunnels()),
+    };
+    println!(
+        "  node{} (netns {})  underlay {}  pod gateway {}  {how}",
+        n.index,
+        n.ns.name,
+        n.underlay_ip,
+        n.gateway()
+    );
+}
+
+/// Waits until every node's br0 holds exactly the tunnels a full mesh of
+/// the current nodes needs; returns how long that took.
+fn wait_for_mesh(cluster: &Cluster, timeout: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let ok = lab::cluster::eventually(timeout, || {
+        cluster.nodes.iter().all(|n| {
+            let mut want: Vec<String> = cluster
+                .nodes
+                .iter()
+                .filter(|m| m.index != n.index)
+                .map(|m| format!("vxif{}", m.underlay_ip.replace('.', "_")))
+                .collect();
+            want.sort();
+            let mut have = n.tunnels();
+            have.sort();
+            have == want
+        })
+    });
+    ok.then(|| start.elapsed())
+}
+
 pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
     trap_signals();
     let mut steps = Steps {
@@ -75,11 +114,20 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
     opts.nodes = args.nodes;
     opts.topology = topology;
     opts.controller = args.controller;
+    opts.flax = !(args.static_vteps || args.hub || args.controller);
+    if opts.flax {
+        steps.total += 2;
+    }
 
     steps.next(&format!(
-        "starting {} nodes: a namespace each with its own ovsdb-server + ovs-vswitchd (userspace datapath), underlay 172.31.0.0/24 on br-phy; topology {}",
+        "starting {} nodes: a namespace each with its own ovsdb-server + ovs-vswitchd (userspace datapath), underlay 172.31.0.0/24 on br-phy; topology {}; {}",
         args.nodes,
-        if args.hub { "hub (node 1 isMaster, the original star)" } else { "full mesh (protected tunnel ports)" }
+        if args.hub { "hub (node 1 isMaster, the original star)" } else { "full mesh (protected tunnel ports)" },
+        if opts.flax {
+            "membership: flax on every node, etcd on the fabric at 172.31.0.254:2379; conflists rendered by flax, no vtepIPs"
+        } else {
+            "membership: vtepIPs written in each node's conflist (the original workflow)"
+        }
     ))?;
     let mut cluster = Cluster::up(&opts).context("bringing the lab up")?;
     println!(
@@ -88,15 +136,7 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
         cluster.fabric.name
     );
     for n in &cluster.nodes {
-        println!(
-            "  node{} (netns {})  underlay {}  pods 10.244.{}.0/24 (gateway {})  vtepIPs {}",
-            n.index,
-            n.ns.name,
-            n.underlay_ip,
-            n.index,
-            n.gateway(),
-            n.chain.conflist["plugins"][1]["vtepIPs"]
-        );
+        describe_node(n);
     }
 
     steps.next(&format!(
@@ -133,7 +173,62 @@ pub fn run(args: Args, linen_dir: std::path::PathBuf) -> Result<()> {
     };
 
     steps.next("pod-to-pod ping matrix (3 probes each, every pair)")?;
+    if opts.flax {
+        // flax may still be adding the last tunnels when the pods exist.
+        wait_for_mesh(&cluster, Duration::from_secs(10));
+    }
     let mut failures = ping_matrix(&cluster);
+
+    if opts.flax {
+        steps.next(
+            "a fourth node joins: flax registers it in etcd, every node's flax adds a tunnel to it",
+        )?;
+        let t = Instant::now();
+        let index = cluster.add_node(&opts)?;
+        let up = t.elapsed();
+        let meshed = wait_for_mesh(&cluster, Duration::from_secs(20));
+        println!(
+            "  node{index} up in {:.1}s; full mesh again {} later",
+            up.as_secs_f64(),
+            match meshed {
+                Some(d) => format!("{:.0} ms", d.as_secs_f64() * 1e3),
+                None => "NEVER".into(),
+            }
+        );
+        if meshed.is_none() {
+            failures += 1;
+        }
+        let node = cluster
+            .nodes
+            .iter_mut()
+            .find(|n| n.index == index)
+            .expect("just added");
+        describe_node(node);
+        let pod = node.add_pod()?;
+        println!("  node{index}  {}  {}", pod.ns.name, pod.ip);
+        failures += ping_matrix(&cluster);
+
+        steps.next(
+            "the fourth node leaves (dies): its lease expires, every flax removes the tunnel to it",
+        )?;
+        let t = Instant::now();
+        cluster.remove_node(index);
+        let gone = wait_for_mesh(&cluster, Duration::from_secs(30));
+        match gone {
+            Some(_) => println!(
+                "  tunnels to node{index} gone from every node after {:.1}s (lease TTL {} s)",
+                t.elapsed().as_secs_f64(),
+                lab::cluster::LEASE_TTL
+            ),
+            None => {
+                println!("  tunnels to node{index} still present after 30 s");
+                failures += 1;
+            }
+        }
+        for n in &cluster.nodes {
+            println!("  node{}  tunnels {:?}", n.index, n.tunnels());
+        }
+    }
 
     if let Some(f) = faucet.take() {
         steps.total += 1;

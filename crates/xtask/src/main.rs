@@ -30,6 +30,10 @@ enum Cmd {
         /// Leave the lab running; remove it later with `down`.
         #[arg(long)]
         keep: bool,
+        /// The original workflow: write `vtepIPs` into each node's conflist
+        /// instead of running flax with etcd.
+        #[arg(long)]
+        static_vteps: bool,
         /// Run a real OpenFlow controller (Faucet) and point every br0 at it;
         /// implies the hub topology, as the original project ran it.
         #[arg(long)]
@@ -70,6 +74,7 @@ fn main() -> anyhow::Result<()> {
             hub,
             keep,
             controller,
+            static_vteps,
         } => {
             anyhow::ensure!(nodes >= 2, "a demo needs at least 2 nodes");
             demo::run(
@@ -79,6 +84,7 @@ fn main() -> anyhow::Result<()> {
                     hub: hub || controller,
                     keep,
                     controller,
+                    static_vteps,
                 },
                 bench_add::linen_dir()?,
             )

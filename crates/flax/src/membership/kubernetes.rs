@@ -4,7 +4,7 @@
 //! streams from the last version seen (bookmarks included) and re-lists on
 //! 410 Gone. This module turns its events into membership [`Event`]s, adds
 //! the backoff the watcher leaves to its caller, and covers the one case the
-//! watcher does not recover from (see [`needs_relist`]).
+//! watcher does not recover from (a watch refused with HTTP 410).
 
 use super::{Backoff, Event, Peer};
 use futures::StreamExt;
@@ -103,8 +103,8 @@ pub async fn run(cfg: KubernetesConfig, node_name: String, events: Sender<Event>
     let nodes = kube::Api::<Node>::all(client);
     let mut view = View::new(node_name, cfg.address_type);
     loop {
-        // A fresh watcher starts with a list: how a 410 the watcher would
-        // retry forever is turned into a re-list.
+        // Every new watcher starts with a list; making one is how a watch
+        // refused with 410 becomes a re-list (see `needs_relist`).
         let mut stream = std::pin::pin!(watcher(nodes.clone(), watcher::Config::default()));
         loop {
             let item = tokio::select! {
@@ -134,7 +134,7 @@ pub async fn run(cfg: KubernetesConfig, node_name: String, events: Sender<Event>
                     if pause(&events, backoff.next_delay()).await {
                         return;
                     }
-                    if false && needs_relist(&e) {
+                    if needs_relist(&e) {
                         break;
                     }
                 }
@@ -214,11 +214,11 @@ impl View {
             watcher::Event::Apply(node) => {
                 let name = node.metadata.name.clone().unwrap_or_default();
                 match self.peer(&node) {
-                    Some(peer) => {
+                    Some(peer) if self.sent.get(&name) != Some(&peer) => {
                         self.sent.insert(name, peer.clone());
                         out.push(Event::Upsert(peer));
                     }
-
+                    Some(_) => {}
                     None if self.sent.remove(&name).is_some() => out.push(Event::Remove(name)),
                     None => {}
                 }
@@ -730,7 +730,7 @@ mod tests {
         h.wait_watching().await;
         let seen = h.with(|s| s.seen.clone());
         assert!(
-            !seen[0].watch && seen[0].query.get("limit").is_some(),
+            !seen[0].watch && seen[0].query.contains_key("limit"),
             "{seen:?}"
         );
         assert!(seen[1].watch, "{seen:?}");
