@@ -120,7 +120,7 @@ impl Reconciler {
                         changes = o.changes,
                         tunnels = o.tunnels,
                         replugged = o.replugged,
-                        took_ms = start.elapsed().as_millis() as u64,
+                        took_us = start.elapsed().as_micros() as u64,
                         "reconciled"
                     );
                 }

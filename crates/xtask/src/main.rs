@@ -3,6 +3,7 @@
 
 mod bench_add;
 mod bench_dataplane;
+mod bench_flax;
 mod demo;
 mod stats;
 
@@ -46,6 +47,14 @@ enum Cmd {
         seconds: u32,
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+    },
+    /// flax: join-to-tunnel latency over etcd, and the time and memory to
+    /// reconcile a large membership.
+    BenchFlax {
+        #[arg(long, default_value_t = 50)]
+        joins: usize,
+        #[arg(long, default_value_t = 500)]
+        peers: usize,
     },
     /// Remove a lab left running by `demo --keep`.
     Down {
@@ -91,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Down { state } => demo::down(&state),
         Cmd::BenchAdd { iterations } => bench_add::run(iterations),
+        Cmd::BenchFlax { joins, peers } => bench_flax::run(bench_add::linen_dir()?, joins, peers),
         Cmd::BenchDataplane { seconds, repeats } => {
             bench_dataplane::run_bench(bench_add::linen_dir()?, seconds, repeats)
         }
