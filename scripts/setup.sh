@@ -24,8 +24,11 @@ command -v apt-get >/dev/null && command -v dpkg-query >/dev/null ||
 # containernetworking-plugins: bridge + host-local in /usr/lib/cni (the chain before linen)
 # iperf3 ethtool tcpdump iputils-ping iproute2: the lab's traffic and inspection tools
 # golang-go dpkg-dev xz-utils psmisc: build cnitool from Debian's source package
+# etcd-server etcd-client: the store flax's etcd backend, its tests and the demo use
+# protobuf-compiler: the etcd client crate generates its gRPC code at build time
 PACKAGES=(openvswitch-switch containernetworking-plugins iperf3 ethtool tcpdump
-          iputils-ping iproute2 golang-go dpkg-dev xz-utils psmisc)
+          iputils-ping iproute2 golang-go dpkg-dev xz-utils psmisc
+          etcd-server etcd-client protobuf-compiler)
 
 is_installed() {
     [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" == "install ok installed" ]]

@@ -200,11 +200,88 @@ impl Config {
         self.ovs.key()?;
         self.ovs.datapath()?;
         self.ovs.endpoint()?;
-        if self.ovs.bridge.is_empty() || self.ovs.bridge.len() > 15 {
+        let ifname_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 15
+                && n != "."
+                && n != ".."
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        };
+        if !ifname_ok(&self.ovs.bridge) {
             return bad(format!(
                 "ovs.bridge {:?} is not a valid interface name",
                 self.ovs.bridge
             ));
+        }
+        if let Some(lb) = self.ovs.linux_bridge.as_deref().filter(|b| !b.is_empty()) {
+            if !ifname_ok(lb) {
+                return bad(format!(
+                    "ovs.linux_bridge {lb:?} is not a valid interface name"
+                ));
+            }
+        }
+        if self.ovs.dst_port == 0 {
+            return bad("ovs.dst_port must be 1..65535".into());
+        }
+        if self.backend == BackendKind::Kubernetes {
+            // A misspelt type would match no node, and an empty membership
+            // would take every tunnel down.
+            const TYPES: [&str; 5] = [
+                "InternalIP",
+                "ExternalIP",
+                "Hostname",
+                "InternalDNS",
+                "ExternalDNS",
+            ];
+            if !TYPES.contains(&self.kubernetes.address_type.as_str()) {
+                return bad(format!(
+                    "kubernetes.address_type {:?} is not one of {TYPES:?}",
+                    self.kubernetes.address_type
+                ));
+            }
+        }
+        if let Some(e) = &self.etcd {
+            if e.endpoints.is_empty() {
+                return bad("etcd.endpoints is empty".into());
+            }
+            if e.lease_ttl < 1 {
+                return bad("etcd.lease_ttl must be at least 1 second".into());
+            }
+            let max = if e.cluster_cidr.addr().is_ipv4() {
+                30
+            } else {
+                126
+            };
+            if e.subnet_len < e.cluster_cidr.prefix_len() || e.subnet_len > max {
+                return bad(format!(
+                    "etcd.subnet_len {} must be between {} (the cluster_cidr's) and {max}",
+                    e.subnet_len,
+                    e.cluster_cidr.prefix_len()
+                ));
+            }
+        }
+        if let Some(c) = &self.cni {
+            if c.file_name.contains('/') || c.file_name.is_empty() {
+                return bad(format!(
+                    "cni.file_name {:?} must be a plain file name",
+                    c.file_name
+                ));
+            }
+            let mtu = c
+                .mtu
+                .unwrap_or(c.underlay_mtu.saturating_sub(crate::render::VXLAN_OVERHEAD));
+            if !(68..=65535).contains(&mtu) {
+                return bad(format!("the pod MTU would be {mtu}; set cni.mtu or cni.underlay_mtu so it is 68..65535"));
+            }
+            if let (Some(e), true) = (&self.etcd, self.backend == BackendKind::Etcd) {
+                if e.cluster_cidr != c.cluster_cidr {
+                    return bad(format!(
+                        "etcd.cluster_cidr {} and cni.cluster_cidr {} differ",
+                        e.cluster_cidr, c.cluster_cidr
+                    ));
+                }
+            }
         }
         if self.topology == Topology::Hub && self.hub.is_none() {
             return bad("topology = \"hub\" needs hub = \"<node name>\"".into());

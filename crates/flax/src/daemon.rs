@@ -36,9 +36,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let rec = Reconciler::new(&cfg, metrics.clone())?;
     let (to_rec, rec_rx) = std::sync::mpsc::channel::<Msg>();
     let status2 = status.clone();
+    // Stores where this node registers itself must list it; a static file
+    // may leave it out.
+    let require_self = cfg.backend != BackendKind::Static;
     let rec_thread = std::thread::Builder::new()
         .name("reconcile".into())
-        .spawn(move || reconcile::run(rec, rec_rx, status2))?;
+        .spawn(move || reconcile::run(rec, rec_rx, status2, require_self))?;
     let stop = Arc::new(AtomicBool::new(false));
     let (endpoint, poke, stop2) = (cfg.ovs.endpoint()?, to_rec.clone(), stop.clone());
     let mon_thread = std::thread::Builder::new()

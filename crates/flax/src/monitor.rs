@@ -38,7 +38,10 @@ fn watch(
             "Open_vSwitch": {"columns": ["cur_cfg"]},
             "Bridge": {"columns": ["name", "ports"]},
             "Port": {"columns": ["name", "interfaces", "protected"]},
-            "Interface": {"columns": ["name", "type", "options", "ofport", "error"]},
+            // ifindex changes when ovs-vswitchd recreates a device, even
+            // when it gets its old ofport back: the internal port must then
+            // be plugged into the Linux bridge again.
+            "Interface": {"columns": ["name", "type", "options", "ofport", "error", "ifindex"]},
         }),
     )?;
     backoff.reset();

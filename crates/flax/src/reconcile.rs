@@ -139,13 +139,30 @@ impl Reconciler {
         &mut self,
         peers: &BTreeMap<String, Peer>,
     ) -> Result<Outcome, ReconcileError> {
-        let desired = self.desired(peers);
+        let mut desired = self.desired(peers);
         let spec = self.spec.clone();
         let mut changes = 0;
-        for attempt in 1..=3 {
+        let mut attempt = 0;
+        while attempt < 3 {
+            attempt += 1;
             let client = self.client()?;
             let snap = Snapshot::read(client, &spec.name)?;
-            let diff = overlay::diff(&snap, &spec, &desired, true).map_err(overlay::Error::from)?;
+            let diff = match overlay::diff(&snap, &spec, &desired, true) {
+                Ok(d) => d,
+                // A name taken by a port we do not own blocks that one
+                // tunnel, never the rest of the mesh.
+                Err(
+                    overlay::Conflict::ForeignPort { port, .. }
+                    | overlay::Conflict::PortElsewhere { port },
+                ) if desired.iter().any(|t| t.port_name() == port) => {
+                    tracing::warn!(%port, "a port Linen does not own has this tunnel's name; skipping the tunnel");
+                    self.metrics.reconcile_errors.inc();
+                    desired.retain(|t| t.port_name() != port);
+                    attempt -= 1;
+                    continue;
+                }
+                Err(c) => return Err(overlay::Error::from(c).into()),
+            };
             if diff.is_empty() {
                 break;
             }
@@ -158,7 +175,7 @@ impl Reconciler {
                     changes = diff.len();
                     break;
                 }
-                Err(overlay::Error::Ovsdb(e)) if e.is_wait_timeout() && attempt < 3 => continue,
+                Err(overlay::Error::Ovsdb(e)) if e.is_wait_timeout() && attempt < 3 => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -220,7 +237,12 @@ pub struct Status {
 /// Runs reconciles until `Stop`: bursts of messages are coalesced into one
 /// reconcile, failures are retried with backoff. Never prunes before the
 /// membership is known: an empty set at start-up would remove every tunnel.
-pub fn run(mut rec: Reconciler, rx: std::sync::mpsc::Receiver<Msg>, status: Arc<Status>) {
+pub fn run(
+    mut rec: Reconciler,
+    rx: std::sync::mpsc::Receiver<Msg>,
+    status: Arc<Status>,
+    require_self: bool,
+) {
     use std::sync::atomic::Ordering;
     use std::sync::mpsc::RecvTimeoutError;
     let mut peers: Option<BTreeMap<String, Peer>> = None;
@@ -252,6 +274,14 @@ pub fn run(mut rec: Reconciler, rx: std::sync::mpsc::Receiver<Msg>, status: Arc<
             }
         }
         let Some(peers) = &peers else { continue };
+        // A store that registers this node but does not list it is not
+        // telling the whole truth (a misconfigured filter, a half-expired
+        // registration): acting on it could prune the whole mesh.
+        if require_self && !peers.contains_key(&rec.node_name) {
+            tracing::warn!(node = %rec.node_name, "membership does not include this node; not reconciling until it does");
+            status.last_ok.store(false, Ordering::SeqCst);
+            continue;
+        }
         match rec.reconcile(peers) {
             Ok(_) => {
                 status.last_ok.store(true, Ordering::SeqCst);

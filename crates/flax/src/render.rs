@@ -52,7 +52,8 @@ pub fn conflist(cni: &CniConfig, ovs: &OvsConfig, subnet: IpNet) -> Value {
         "plugins": [
             {
                 "type": "bridge",
-                "bridge": ovs.linux_bridge.as_deref().unwrap_or("kbr0"),
+                // An empty linux_bridge only turns re-plugging off.
+                "bridge": ovs.linux_bridge.as_deref().filter(|b| !b.is_empty()).unwrap_or("kbr0"),
                 "isGateway": true,
                 "isDefaultGateway": true,
                 "ipMasq": false,

@@ -180,3 +180,109 @@ fn unreachable_ovsdb_is_not_ready_and_recovers() {
     );
     a.wait_http("/readyz", 200, Duration::from_secs(10));
 }
+
+/// `ip -j link show br0` in the node: its master, if any.
+fn master_of_br0(a: &Node) -> Option<String> {
+    let out =
+        a.ns.cmd(["ip", "-j", "link", "show", "br0"])
+            .output()
+            .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    v[0]["master"].as_str().map(str::to_string)
+}
+
+#[test]
+fn a_recreated_internal_port_is_plugged_back_into_the_linux_bridge() {
+    require_root!();
+    let mut a = Node::new("a", "172.31.0.1");
+    lab::process::run(&mut a.ns.cmd(["ip", "link", "add", "kbr0", "type", "bridge"])).unwrap();
+    lab::process::run(&mut a.ns.cmd(["ip", "link", "set", "kbr0", "up"])).unwrap();
+    let peers = a.ovs.dir.join("peers.toml");
+    std::fs::write(&peers, PEERS).unwrap();
+    a.configure(&format!(
+        "backend = \"static\"\n[static]\npeers_file = \"{}\"\n",
+        peers.display()
+    ));
+    std::fs::write(
+        &a.config,
+        std::fs::read_to_string(&a.config)
+            .unwrap()
+            .replace("linux_bridge = \"\"", "linux_bridge = \"kbr0\""),
+    )
+    .unwrap();
+    a.start_inside();
+    a.wait_ports(&WANT, Duration::from_secs(10));
+    assert!(
+        lab::cluster::eventually(Duration::from_secs(5), || master_of_br0(&a).as_deref()
+            == Some("kbr0")),
+        "{}",
+        a.log()
+    );
+
+    // ovs-vswitchd comes back with a brand-new internal device, outside kbr0.
+    a.ovs.stop_vswitchd();
+    lab::process::run(&mut a.ns.cmd(["ip", "link", "del", "br0"])).unwrap();
+    a.ovs.start_vswitchd().unwrap();
+    let start = std::time::Instant::now();
+    assert!(
+        lab::cluster::eventually(Duration::from_secs(1), || master_of_br0(&a).as_deref()
+            == Some("kbr0")),
+        "br0 not back in kbr0: master {:?}\n{}",
+        master_of_br0(&a),
+        a.log()
+    );
+    eprintln!("re-plugged after {:?}", start.elapsed());
+    assert!(a.log().contains("replugged=true"), "{}", a.log());
+}
+
+#[test]
+fn a_foreign_port_with_a_tunnels_name_blocks_only_that_tunnel() {
+    require_root!();
+    let mut a = Node::new("a", "172.31.0.1");
+    // Someone's own port already uses the name flax would give peer c.
+    a.ovs
+        .vsctl(&[
+            "--may-exist",
+            "add-br",
+            "br0",
+            "--",
+            "set",
+            "Bridge",
+            "br0",
+            "datapath_type=netdev",
+        ])
+        .unwrap();
+    a.ovs
+        .vsctl(&[
+            "add-port",
+            "br0",
+            "vxif172_31_0_3",
+            "--",
+            "set",
+            "Interface",
+            "vxif172_31_0_3",
+            "type=vxlan",
+            "options:remote_ip=172.31.0.99",
+        ])
+        .unwrap();
+    let peers = a.ovs.dir.join("peers.toml");
+    std::fs::write(&peers, PEERS).unwrap();
+    a.configure(&format!(
+        "backend = \"static\"\n[static]\npeers_file = \"{}\"\n",
+        peers.display()
+    ));
+    a.start();
+    a.wait_ports(
+        &["vxif172_31_0_2", "vxif172_31_0_3"],
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // Still the operator's port, untouched.
+    assert_eq!(
+        a.ovs
+            .vsctl(&["get", "Interface", "vxif172_31_0_3", "options:remote_ip"])
+            .unwrap(),
+        "\"172.31.0.99\""
+    );
+    assert!(a.log().contains("skipping the tunnel"), "{}", a.log());
+}

@@ -23,7 +23,18 @@ fn default_poll_ms() -> u64 {
 #[serde(deny_unknown_fields)]
 struct PeersFile {
     #[serde(default)]
-    peer: Vec<Peer>,
+    peer: Vec<FilePeer>,
+}
+
+/// A hand-written entry: unlike a registration read from a store, a
+/// misspelt key here is a mistake to report, not a newer writer's field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePeer {
+    name: String,
+    ip: std::net::IpAddr,
+    #[serde(default, rename = "podCIDR")]
+    pod_cidr: Option<ipnet::IpNet>,
 }
 
 /// Parses the peers file:
@@ -36,7 +47,14 @@ struct PeersFile {
 /// ```
 pub fn parse(text: &str) -> Result<Vec<Peer>, toml::de::Error> {
     let f: PeersFile = toml::from_str(text)?;
-    Ok(f.peer)
+    Ok(f.peer
+        .into_iter()
+        .map(|p| Peer {
+            name: p.name,
+            ip: p.ip,
+            pod_cidr: p.pod_cidr,
+        })
+        .collect())
 }
 
 type Stamp = (Option<SystemTime>, u64);
@@ -122,6 +140,11 @@ mod tests {
         assert_eq!(p[1].ip.to_string(), "fd00::2");
         assert!(p[1].pod_cidr.is_none());
         assert!(parse("[[peer]]\nname = \"x\"\nip = \"nope\"\n").is_err());
+        assert!(
+            parse("[[peer]]\nname = \"x\"\nip = \"10.0.0.1\"\npod_cidr = \"10.244.1.0/24\"\n")
+                .is_err(),
+            "misspelt podCIDR"
+        );
     }
 
     async fn next(rx: &mut mpsc::Receiver<Event>) -> Event {

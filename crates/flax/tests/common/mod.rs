@@ -67,9 +67,24 @@ impl Node {
     }
 
     pub fn start(&mut self) {
+        self.spawn(false)
+    }
+
+    /// Runs flax inside the node's namespace, where its netlink calls act on
+    /// the node's devices (its HTTP port is then on the node's loopback).
+    pub fn start_inside(&mut self) {
+        self.spawn(true)
+    }
+
+    fn spawn(&mut self, inside: bool) {
         assert!(self.flax.is_none());
         let log = std::fs::File::create(self.ovs.dir.join("flax.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flax"))
+        let mut cmd = if inside {
+            self.ns.cmd([env!("CARGO_BIN_EXE_flax")])
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_flax"))
+        };
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info,flax=debug")
