@@ -123,6 +123,17 @@ pub struct CniConfig {
     pub pod_cidr: Option<IpNet>,
 }
 
+impl CniConfig {
+    /// The pod MTU: as configured, or the underlay's minus VXLAN's overhead
+    /// for this node's underlay address family.
+    pub fn pod_mtu(&self, underlay_v6: bool) -> u32 {
+        self.mtu.unwrap_or(
+            self.underlay_mtu
+                .saturating_sub(crate::render::vxlan_overhead(underlay_v6)),
+        )
+    }
+}
+
 fn default_file_name() -> String {
     "10-linen.conflist".into()
 }
@@ -268,9 +279,7 @@ impl Config {
                     c.file_name
                 ));
             }
-            let mtu = c
-                .mtu
-                .unwrap_or(c.underlay_mtu.saturating_sub(crate::render::VXLAN_OVERHEAD));
+            let mtu = c.pod_mtu(self.node_ip.is_ipv6());
             if !(68..=65535).contains(&mtu) {
                 return bad(format!("the pod MTU would be {mtu}; set cni.mtu or cni.underlay_mtu so it is 68..65535"));
             }

@@ -89,11 +89,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
     let mut resync = tokio::time::interval(Duration::from_secs(cfg.resync_seconds));
     resync.tick().await;
+    let mut failed: Option<&str> = None;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             ev = events.recv() => {
-                let Some(ev) = ev else { break };
+                let Some(ev) = ev else {
+                    // Backends run until shut down; one that stops has failed.
+                    failed = Some("the membership backend stopped");
+                    break;
+                };
                 metrics.membership_events.inc();
                 tracing::debug!(event = ?ev, "membership");
                 if let Event::LocalSubnet(subnet) = &ev {
@@ -117,11 +122,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let _ = to_rec.send(Msg::Stop);
     let _ = rec_thread.join();
     let _ = mon_thread.join();
-    Ok(())
+    match failed {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(()),
+    }
 }
 
 fn render(cni: &crate::config::CniConfig, cfg: &Config, subnet: ipnet::IpNet) {
-    match crate::render::write(cni, &cfg.ovs, subnet) {
+    match crate::render::write(cni, &cfg.ovs, subnet, cni.pod_mtu(cfg.node_ip.is_ipv6())) {
         Ok(Some(path)) => tracing::info!(path = %path.display(), %subnet, "conflist written"),
         Ok(None) => {}
         Err(e) => tracing::error!(error = %e, "cannot write the conflist"),

@@ -7,18 +7,26 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::path::PathBuf;
 
-/// VXLAN over IPv4 adds 50 bytes.
-pub const VXLAN_OVERHEAD: u32 = 50;
+/// VXLAN adds 50 bytes over an IPv4 underlay, 70 over IPv6.
+pub fn vxlan_overhead(underlay_v6: bool) -> u32 {
+    if underlay_v6 {
+        70
+    } else {
+        50
+    }
+}
 
 /// The conflist for a node whose pods get addresses from `subnet`. The
 /// host-local range is the node's subnet but the `subnet` it declares is the
 /// whole flat pod network: pods on other nodes are on-link across the L2
 /// overlay, not behind the gateway.
-pub fn conflist(cni: &CniConfig, ovs: &OvsConfig, subnet: IpNet) -> Value {
-    let mtu = cni
-        .mtu
-        .unwrap_or(cni.underlay_mtu.saturating_sub(VXLAN_OVERHEAD));
+pub fn conflist(cni: &CniConfig, ovs: &OvsConfig, subnet: IpNet, mtu: u32) -> Value {
     let mut hosts = subnet.hosts();
+    // IPv6 has no broadcast and `hosts()` starts at the subnet-router
+    // anycast address; the gateway is the next one, as with IPv4.
+    if subnet.addr().is_ipv6() {
+        hosts.next();
+    }
     let gateway = hosts.next();
     let first = hosts.next();
     let last = subnet.hosts().last();
@@ -68,9 +76,14 @@ pub fn conflist(cni: &CniConfig, ovs: &OvsConfig, subnet: IpNet) -> Value {
 /// Writes the conflist atomically (temp file + rename in the same
 /// directory), and only when it changed, so a runtime never reads half a
 /// file and an unchanged file keeps its timestamp.
-pub fn write(cni: &CniConfig, ovs: &OvsConfig, subnet: IpNet) -> std::io::Result<Option<PathBuf>> {
+pub fn write(
+    cni: &CniConfig,
+    ovs: &OvsConfig,
+    subnet: IpNet,
+    mtu: u32,
+) -> std::io::Result<Option<PathBuf>> {
     let path = cni.conf_dir.join(&cni.file_name);
-    let mut text = serde_json::to_string_pretty(&conflist(cni, ovs, subnet)).expect("json");
+    let mut text = serde_json::to_string_pretty(&conflist(cni, ovs, subnet, mtu)).expect("json");
     text.push('\n');
     if std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str()) {
         return Ok(None);
@@ -105,10 +118,12 @@ mod tests {
 
     #[test]
     fn renders_the_chain_for_the_subnet() {
+        let cfg = cni(PathBuf::from("/x"));
         let c = conflist(
-            &cni(PathBuf::from("/x")),
+            &cfg,
             &OvsConfig::default(),
             "10.244.3.0/24".parse().unwrap(),
+            cfg.pod_mtu(false),
         );
         let bridge = &c["plugins"][0];
         assert_eq!(bridge["type"], "bridge");
@@ -126,13 +141,36 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_subnets_and_underlays() {
+        let mut cfg = cni(PathBuf::from("/x"));
+        cfg.cluster_cidr = "fd00:10::/56".parse().unwrap();
+        assert_eq!(cfg.pod_mtu(true), 1380, "underlay 1450 - 70 over IPv6");
+        let c = conflist(
+            &cfg,
+            &OvsConfig::default(),
+            "fd00:10:0:3::/64".parse().unwrap(),
+            1380,
+        );
+        let range = &c["plugins"][0]["ipam"]["ranges"][0][0];
+        assert_eq!(
+            range["gateway"], "fd00:10:0:3::1",
+            "not the subnet-router anycast address"
+        );
+        assert_eq!(range["rangeStart"], "fd00:10:0:3::2");
+    }
+
+    #[test]
     fn writes_atomically_and_only_on_change() {
         let dir = std::env::temp_dir().join(format!("flax-render-{}", std::process::id()));
         let c = cni(dir.clone());
         let net = "10.244.3.0/24".parse().unwrap();
-        assert!(write(&c, &OvsConfig::default(), net).unwrap().is_some());
+        assert!(write(&c, &OvsConfig::default(), net, 1400)
+            .unwrap()
+            .is_some());
         assert!(
-            write(&c, &OvsConfig::default(), net).unwrap().is_none(),
+            write(&c, &OvsConfig::default(), net, 1400)
+                .unwrap()
+                .is_none(),
             "unchanged: not rewritten"
         );
         let names: Vec<String> = std::fs::read_dir(&dir)
