@@ -10,16 +10,8 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$script_dir/.." && pwd)"
 cd "$repo_root"
 
-bash scripts/setup.sh
+source scripts/env.sh
 
-command -v cargo >/dev/null || {
-    echo "demo: cargo not found: install Rust (https://rustup.rs) first" >&2
-    exit 1
-}
-
-LINEN_CNITOOL="$(bash scripts/build-cnitool.sh)"
-export LINEN_CNITOOL
-
-# xtask finds the plugin beside itself in target/release.
-cargo build --release --locked -q -p linen -p xtask
+# xtask finds the plugin and flax beside itself in target/release.
+cargo build --release --locked -q -p linen -p flax -p xtask
 exec target/release/xtask demo "$@"

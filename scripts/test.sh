@@ -12,16 +12,7 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "$script_dir/.." && pwd)"
 cd "$repo_root"
 
-bash scripts/setup.sh
-
-command -v cargo >/dev/null || {
-    echo "test: cargo not found: install Rust (https://rustup.rs) first" >&2
-    exit 1
-}
-
-# Tests that drive the real runtime tool find it here.
-LINEN_CNITOOL="$(bash scripts/build-cnitool.sh)"
-export LINEN_CNITOOL
+source scripts/env.sh
 
 echo "test: cargo fmt --check"
 cargo fmt --all -- --check

@@ -28,7 +28,7 @@ fn registration(etcd: &lab::etcd::Etcd, name: &str) -> Option<serde_json::Value>
 
 #[test]
 fn join_and_leave_add_and_remove_tunnels_everywhere() {
-    require_root!();
+    lab::require_root!();
     let etcd = lab::etcd::Etcd::start().unwrap();
     let a = node("a", "172.31.0.1", &etcd, 5);
     a.wait_ports(&[], Duration::from_secs(10));
@@ -78,7 +78,7 @@ fn join_and_leave_add_and_remove_tunnels_everywhere() {
 
 #[test]
 fn a_killed_node_vanishes_after_its_lease_ttl_and_sigterm_keeps_tunnels() {
-    require_root!();
+    lab::require_root!();
     let etcd = lab::etcd::Etcd::start().unwrap();
     let a = node("a", "172.31.0.1", &etcd, 2);
     let mut b = node("b", "172.31.0.2", &etcd, 2);
@@ -104,7 +104,7 @@ fn a_killed_node_vanishes_after_its_lease_ttl_and_sigterm_keeps_tunnels() {
 
 #[test]
 fn etcd_restart_is_survived() {
-    require_root!();
+    lab::require_root!();
     let mut etcd = lab::etcd::Etcd::start().unwrap();
     let a = node("a", "172.31.0.1", &etcd, 5);
     let b = node("b", "172.31.0.2", &etcd, 5);
@@ -134,7 +134,7 @@ fn etcd_restart_is_survived() {
 
 #[test]
 fn nodes_never_share_a_subnet_and_keep_theirs() {
-    require_root!();
+    lab::require_root!();
     let etcd = lab::etcd::Etcd::start().unwrap();
     let cfg: flax::membership::etcd::EtcdConfig = toml::from_str(&format!(
         "endpoints = [\"{}\"]\ncluster_cidr = \"10.244.0.0/22\"\n",
@@ -186,7 +186,7 @@ fn nodes_never_share_a_subnet_and_keep_theirs() {
 
 #[test]
 fn flax_renders_the_conflist_for_its_allocated_subnet() {
-    require_root!();
+    lab::require_root!();
     let etcd = lab::etcd::Etcd::start().unwrap();
     let mut a = Node::new("a", "172.31.0.1");
     let dir = a.ovs.dir.join("net.d");

@@ -23,7 +23,7 @@ fn static_node() -> Node {
 
 #[test]
 fn a_port_deleted_by_hand_is_back_within_a_second() {
-    require_root!();
+    lab::require_root!();
     let a = static_node();
     a.ovs.vsctl(&["del-port", "br0", "vxif172_31_0_3"]).unwrap();
     let t = a.wait_ports(&WANT, Duration::from_secs(1));
@@ -32,7 +32,7 @@ fn a_port_deleted_by_hand_is_back_within_a_second() {
 
 #[test]
 fn ovs_vswitchd_restart_is_repaired() {
-    require_root!();
+    lab::require_root!();
     let mut a = static_node();
     a.ovs.stop_vswitchd();
     // While vswitchd is down someone removes a tunnel from the database.
@@ -59,7 +59,7 @@ fn ovs_vswitchd_restart_is_repaired() {
 
 #[test]
 fn ovsdb_server_restart_is_survived_and_repairs_resume() {
-    require_root!();
+    lab::require_root!();
     let mut a = static_node();
     a.ovs.stop_ovsdb();
     std::thread::sleep(Duration::from_millis(300));
@@ -72,7 +72,7 @@ fn ovsdb_server_restart_is_survived_and_repairs_resume() {
 
 #[test]
 fn ports_flax_does_not_own_are_left_alone() {
-    require_root!();
+    lab::require_root!();
     let a = static_node();
     a.ovs
         .vsctl(&[
@@ -117,7 +117,7 @@ fn ports_flax_does_not_own_are_left_alone() {
 
 #[test]
 fn the_peers_file_is_reloaded_when_it_changes() {
-    require_root!();
+    lab::require_root!();
     let a = static_node();
     let peers = a.ovs.dir.join("peers.toml");
     std::fs::write(&peers, "[[peer]]\nname = \"a\"\nip = \"172.31.0.1\"\n[[peer]]\nname = \"d\"\nip = \"172.31.0.4\"\n").unwrap();
@@ -126,7 +126,7 @@ fn the_peers_file_is_reloaded_when_it_changes() {
 
 #[test]
 fn hub_topology_tunnels_spokes_to_the_hub_only() {
-    require_root!();
+    lab::require_root!();
     let mut hub = Node::new("a", "172.31.0.1");
     let mut spoke = Node::new("b", "172.31.0.2");
     for n in [&mut hub, &mut spoke] {
@@ -157,7 +157,7 @@ fn hub_topology_tunnels_spokes_to_the_hub_only() {
 
 #[test]
 fn unreachable_ovsdb_is_not_ready_and_recovers() {
-    require_root!();
+    lab::require_root!();
     let mut a = static_node();
     assert_eq!(
         a.wait_http("/readyz", 200, Duration::from_secs(5)),
@@ -193,7 +193,7 @@ fn master_of_br0(a: &Node) -> Option<String> {
 
 #[test]
 fn a_recreated_internal_port_is_plugged_back_into_the_linux_bridge() {
-    require_root!();
+    lab::require_root!();
     let mut a = Node::new("a", "172.31.0.1");
     lab::process::run(&mut a.ns.cmd(["ip", "link", "add", "kbr0", "type", "bridge"])).unwrap();
     lab::process::run(&mut a.ns.cmd(["ip", "link", "set", "kbr0", "up"])).unwrap();
@@ -237,7 +237,7 @@ fn a_recreated_internal_port_is_plugged_back_into_the_linux_bridge() {
 
 #[test]
 fn a_foreign_port_with_a_tunnels_name_blocks_only_that_tunnel() {
-    require_root!();
+    lab::require_root!();
     let mut a = Node::new("a", "172.31.0.1");
     // Someone's own port already uses the name flax would give peer c.
     a.ovs

@@ -34,31 +34,16 @@ fn free_port() -> Result<u16> {
 impl Etcd {
     /// Starts etcd on 127.0.0.1 with fresh data.
     pub fn start() -> Result<Etcd> {
-        Self::start_on("127.0.0.1", None)
-    }
-
-    /// Starts etcd listening on `host`, inside `netns` when given.
-    pub fn start_on(host: &str, netns: Option<&str>) -> Result<Etcd> {
-        let dir = std::env::temp_dir().join(crate::unique("linen-etcd-"));
-        std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-            what: dir.display().to_string(),
-            source,
-        })?;
-        let mut e = Etcd {
-            child: None,
-            dir,
-            client_port: free_port()?,
-            peer_port: free_port()?,
-            host: host.to_string(),
-            netns: netns.map(str::to_string),
-        };
-        e.resume()?;
-        Ok(e)
+        Self::launch("127.0.0.1", None, free_port()?, free_port()?)
     }
 
     /// Starts etcd inside `netns` on `host` with fixed ports (a fresh
     /// namespace has every port free).
     pub fn start_at(host: &str, netns: &str, client_port: u16, peer_port: u16) -> Result<Etcd> {
+        Self::launch(host, Some(netns), client_port, peer_port)
+    }
+
+    fn launch(host: &str, netns: Option<&str>, client_port: u16, peer_port: u16) -> Result<Etcd> {
         let dir = std::env::temp_dir().join(crate::unique("linen-etcd-"));
         std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
             what: dir.display().to_string(),
@@ -70,7 +55,7 @@ impl Etcd {
             client_port,
             peer_port,
             host: host.to_string(),
-            netns: Some(netns.to_string()),
+            netns: netns.map(str::to_string),
         };
         e.resume()?;
         Ok(e)

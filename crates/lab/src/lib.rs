@@ -44,6 +44,17 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}x{n}", std::process::id())
 }
 
+/// Skips a test that needs root (namespaces, OVS) with a clear message.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("skipped: needs root (network namespaces, Open vSwitch)");
+            return;
+        }
+    };
+}
+
 /// True when the process can create namespaces and start OVS.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

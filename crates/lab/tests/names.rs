@@ -4,10 +4,7 @@ use std::process::Command;
 
 #[test]
 fn a_leftover_namespace_with_the_next_name_is_skipped_not_adopted() {
-    if !lab::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    lab::require_root!();
     // unique() counts up per process: the name after this one is predictable.
     let probe = lab::unique("lcol");
     let n: u32 = probe.rsplit('x').next().unwrap().parse().unwrap();

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 #[test]
 fn add_check_del_at_every_bridge_plugin_version() {
-    require_root!();
+    lab::require_root!();
     for version in ["0.3.0", "0.3.1", "0.4.0", "1.0.0"] {
         let node = Node::start();
         let chain =
@@ -92,7 +92,7 @@ fn add_check_del_at_every_bridge_plugin_version() {
 
 #[test]
 fn a_second_pod_takes_the_warm_path_and_writes_nothing() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     let chain = node.chain(node.conflist("1.0.0", json!({"vtepIPs": ["172.31.0.2"]})));
     let first = Pod::add(&chain);
@@ -117,7 +117,7 @@ fn a_second_pod_takes_the_warm_path_and_writes_nothing() {
 
 #[test]
 fn the_original_projects_conflist_works_unchanged() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     // runtimeConfig.ovs as the legacy conflists wrote it; only the socket and
     // datapath keys are added for this machine (no kernel datapath here).

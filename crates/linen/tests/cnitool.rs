@@ -112,12 +112,12 @@ fn walkthrough(version: &str) {
 
 #[test]
 fn cnitool_walkthrough_at_0_4_0() {
-    require_root!();
+    lab::require_root!();
     walkthrough("0.4.0");
 }
 
 #[test]
 fn cnitool_walkthrough_at_1_0_0() {
-    require_root!();
+    lab::require_root!();
     walkthrough("1.0.0");
 }

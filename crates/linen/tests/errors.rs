@@ -69,7 +69,7 @@ fn codes_without_ovs() {
 
 #[test]
 fn invalid_config_is_code_7_and_creates_nothing() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     node.make_kbr0();
     let bad = [
@@ -107,7 +107,7 @@ fn invalid_config_is_code_7_and_creates_nothing() {
 
 #[test]
 fn ovsdb_unreachable_on_add_is_code_11_and_status_50() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     node.make_kbr0();
     let conf = node.plugin_conf("1.1.0", json!({"ovsdbSocket": "/nonexistent/db.sock"}));
@@ -125,7 +125,7 @@ fn ovsdb_unreachable_on_add_is_code_11_and_status_50() {
 
 #[test]
 fn a_held_bridge_lock_is_code_11_after_the_timeout() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     node.make_kbr0();
     let held = linen::lock::acquire(
@@ -151,7 +151,7 @@ fn a_held_bridge_lock_is_code_11_after_the_timeout() {
 
 #[test]
 fn add_at_1_1_0_converts_the_previous_result() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     node.make_kbr0();
     // The bridge plugin spoke 1.0.0; the list is 1.1.0.

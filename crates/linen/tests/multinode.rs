@@ -39,7 +39,7 @@ fn failing_pairs(c: &Cluster) -> Vec<(String, String)> {
 
 #[test]
 fn mesh_of_three_nodes_all_pairs_ping() {
-    require_root!();
+    lab::require_root!();
     let c = up(&opts(3, Topology::Mesh), 2);
     assert_eq!(failing_pairs(&c), vec![]);
     for n in &c.nodes {
@@ -54,7 +54,7 @@ fn mesh_of_three_nodes_all_pairs_ping() {
 
 #[test]
 fn hub_topology_all_pairs_ping() {
-    require_root!();
+    lab::require_root!();
     let c = up(&opts(3, Topology::Hub), 1);
     assert_eq!(failing_pairs(&c), vec![]);
     let hub = &c.nodes[0];
@@ -88,7 +88,7 @@ fn fabric_packets(c: &Cluster) -> u64 {
 
 #[test]
 fn one_broadcast_in_a_mesh_does_not_storm() {
-    require_root!();
+    lab::require_root!();
     let c = up(&opts(3, Topology::Mesh), 1);
     // Settle: let the first ARPs and pings finish.
     assert!(c.pods()[0].1.ns.ping(&c.pods()[1].1.ip, 1));
@@ -111,7 +111,7 @@ fn one_broadcast_in_a_mesh_does_not_storm() {
 
 #[test]
 fn pod_mtu_1400_carries_full_size_packets_with_df_across_nodes() {
-    require_root!();
+    lab::require_root!();
     let c = up(&opts(2, Topology::Mesh), 1);
     let (a, b) = (&c.nodes[0].pods[0], &c.nodes[1].pods[0]);
     // 1372 bytes of payload + 8 ICMP + 20 IP = 1400, the pod MTU.
@@ -147,7 +147,7 @@ fn netns_names() -> BTreeSet<String> {
 
 #[test]
 fn teardown_leaves_no_namespace_process_or_file() {
-    require_root!();
+    lab::require_root!();
     let c = up(&opts(2, Topology::Mesh), 1);
     let mut ours: Vec<String> = vec![c.fabric.name.clone()];
     let mut pids = vec![];
@@ -174,7 +174,7 @@ fn teardown_leaves_no_namespace_process_or_file() {
 
 #[test]
 fn a_kept_lab_is_removed_by_down() {
-    require_root!();
+    lab::require_root!();
     let c = up(&opts(2, Topology::Mesh), 1);
     let names: Vec<String> = std::iter::once(c.fabric.name.clone())
         .chain(c.nodes.iter().map(|n| n.ns.name.clone()))
@@ -194,7 +194,7 @@ fn a_kept_lab_is_removed_by_down() {
 
 #[test]
 fn two_labs_side_by_side_do_not_collide() {
-    require_root!();
+    lab::require_root!();
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| up(&opts(2, Topology::Mesh), 1));
         let b = s.spawn(|| up(&opts(2, Topology::Mesh), 1));
@@ -215,7 +215,7 @@ fn two_labs_side_by_side_do_not_collide() {
 
 #[test]
 fn pods_talk_through_a_real_controller_and_without_it() {
-    require_root!();
+    lab::require_root!();
     // The original project ran the star with an SDN controller.
     let mut o = opts(3, Topology::Hub);
     o.controller = true;

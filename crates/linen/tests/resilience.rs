@@ -6,7 +6,7 @@ use serde_json::json;
 
 #[test]
 fn fifty_concurrent_adds_on_a_fresh_node_make_one_of_everything() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     let vteps = json!(["172.31.0.2", "172.31.0.3", "172.31.0.4"]);
     let chain = node.chain(node.conflist("1.0.0", json!({"vtepIPs": vteps})));
@@ -42,7 +42,7 @@ fn fifty_concurrent_adds_on_a_fresh_node_make_one_of_everything() {
 
 #[test]
 fn del_works_with_ovs_stopped_and_add_says_try_again() {
-    require_root!();
+    lab::require_root!();
     let mut node = Node::start();
     let chain = node.chain(node.conflist("1.0.0", json!({"vtepIPs": ["172.31.0.2"]})));
     let pod = Pod::add(&chain);
@@ -65,7 +65,7 @@ fn del_works_with_ovs_stopped_and_add_says_try_again() {
 
 #[test]
 fn ovs_vswitchd_down_on_a_cold_add_is_try_again_not_a_hang() {
-    require_root!();
+    lab::require_root!();
     let mut node = Node::start();
     node.ovs.stop_vswitchd();
     node.make_kbr0();
@@ -80,7 +80,7 @@ fn ovs_vswitchd_down_on_a_cold_add_is_try_again_not_a_hang() {
 
 #[test]
 fn a_duplicate_tunnel_refused_by_ovs_is_an_error_and_is_rolled_back() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     let chain = node.chain(node.conflist("1.0.0", json!({})));
     let _pod = Pod::add(&chain);
@@ -115,7 +115,7 @@ fn a_duplicate_tunnel_refused_by_ovs_is_an_error_and_is_rolled_back() {
 
 #[test]
 fn check_reports_each_kind_of_drift_and_add_repairs_it() {
-    require_root!();
+    lab::require_root!();
     let node = Node::start();
     let chain =
         node.chain(node.conflist("1.0.0", json!({"vtepIPs": ["172.31.0.2", "172.31.0.3"]})));

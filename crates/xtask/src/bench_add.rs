@@ -104,7 +104,7 @@ pub fn run(iterations: usize) -> Result<()> {
     };
     println!(
         "bench-add: {iterations} ADDs per step on one node (OVS {} userspace datapath)",
-        ovs_version()
+        crate::stats::tool_version("ovs-vswitchd")
     );
 
     // bridge + host-local, a fresh pod each time (DEL afterwards, untimed,
@@ -175,18 +175,4 @@ pub fn run(iterations: usize) -> Result<()> {
     drop(pod);
     drop(ovs);
     Ok(())
-}
-
-fn ovs_version() -> String {
-    Command::new("ovs-vswitchd")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
-        })
-        .unwrap_or_default()
 }

@@ -257,7 +257,7 @@ pub fn run(bin_dir: PathBuf, joins: usize, peers: usize) -> Result<()> {
 
     println!(
         "bench-flax: real flax processes, real etcd {}, OVS userspace datapath",
-        etcd_version()
+        crate::stats::tool_version("etcd")
     );
     println!();
     println!("| measure | n | p50 | p99 | target |");
@@ -284,18 +284,4 @@ pub fn run(bin_dir: PathBuf, joins: usize, peers: usize) -> Result<()> {
         hwm as f64 / 1024.0
     );
     Ok(())
-}
-
-fn etcd_version() -> String {
-    Command::new("etcd")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
-        })
-        .unwrap_or_default()
 }

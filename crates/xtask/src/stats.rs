@@ -23,3 +23,19 @@ pub fn summarize(samples: &[Duration]) -> Summary {
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
+
+/// The version a tool prints first (`ovs-vswitchd (Open vSwitch) 3.1.0`,
+/// `etcd Version: 3.4.23`): the last word of its first line.
+pub fn tool_version(program: &str) -> String {
+    std::process::Command::new(program)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.rsplit(' ').next().unwrap_or("").to_string())
+        })
+        .unwrap_or_default()
+}

@@ -30,10 +30,7 @@ fn printed_namespaces(out: &str) -> Vec<String> {
 
 #[test]
 fn the_demo_runs_and_every_pair_talks() {
-    if !lab::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    lab::require_root!();
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["demo", "--nodes", "2", "--pods-per-node", "2"])
         .output()
@@ -58,10 +55,7 @@ fn the_demo_runs_and_every_pair_talks() {
 
 #[test]
 fn ctrl_c_tears_the_lab_down() {
-    if !lab::is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    lab::require_root!();
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["demo", "--nodes", "2", "--pods-per-node", "1"])
         .stdout(Stdio::piped())

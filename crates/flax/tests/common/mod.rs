@@ -8,16 +8,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !lab::is_root() {
-            eprintln!("skipped: needs root (network namespaces, Open vSwitch)");
-            return;
-        }
-    };
-}
-
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -7,17 +7,6 @@ use lab::{Chain, Netns, Ovs};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
-/// Skips a test that needs root (namespaces, OVS) with a clear message.
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !lab::is_root() {
-            eprintln!("skipped: needs root (network namespaces, Open vSwitch)");
-            return;
-        }
-    };
-}
-
 pub struct Node {
     // Field order is drop order: daemons stop before their namespace goes.
     pub ovs: Ovs,
