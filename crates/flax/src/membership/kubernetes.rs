@@ -1095,4 +1095,81 @@ mod tests {
         assert_eq!(cfg.address_type, "InternalIP");
         assert!(toml::from_str::<KubernetesConfig>("adress_type = \"ExternalIP\"").is_err());
     }
+
+    /// The whole daemon on the kubernetes backend, end to end: the fake API
+    /// server's Nodes become tunnels in a real OVS, this node's podCIDR
+    /// becomes its conflist, and a deleted Node takes its tunnel with it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_daemon_keeps_ovs_in_step_with_the_node_list() {
+        lab::require_root!();
+        let ns = lab::Netns::create("lfk").unwrap();
+        let ovs = lab::Ovs::start(&ns).unwrap();
+        let mut server = Server::default();
+        server.put(internal("self", "172.31.0.10", Some("10.244.7.0/24")));
+        server.put(internal("a", "172.31.0.1", Some("10.244.1.0/24")));
+        server.put(internal("b", "172.31.0.2", None));
+        let server = Arc::new(Mutex::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/api/v1/nodes", axum::routing::get(serve))
+            .with_state(server.clone());
+        let http = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let net_d = ovs.dir.join("net.d");
+        let cfg = crate::config::Config::parse(&format!(
+            "node_name = \"self\"\nnode_ip = \"172.31.0.10\"\nbackend = \"kubernetes\"\nmetrics_address = \"127.0.0.1:0\"\n\
+             [kubernetes]\napi_url = \"{url}\"\n\
+             [ovs]\nsocket = \"{}\"\ndatapath_type = \"netdev\"\nlinux_bridge = \"\"\n\
+             [cni]\nconf_dir = \"{}\"\ncluster_cidr = \"10.244.0.0/16\"\n",
+            ovs.db_sock().display(),
+            net_d.display()
+        ))
+        .unwrap();
+        let daemon = tokio::spawn(crate::daemon::run(cfg));
+        let ports = || -> Vec<String> {
+            let mut v: Vec<String> = ovs
+                .vsctl(&["list-ports", "br0"])
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            v.sort();
+            v
+        };
+        let wait = |want: &[&str]| {
+            let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            async move {
+                let deadline = tokio::time::Instant::now() + WAIT;
+                loop {
+                    let have = ports();
+                    if have == want {
+                        return;
+                    }
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "ports {have:?}, want {want:?}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        wait(&["vxif172_31_0_1", "vxif172_31_0_2"]).await;
+        let conflist: Value = serde_json::from_str(
+            &std::fs::read_to_string(net_d.join("10-linen.conflist")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            conflist["plugins"][0]["ipam"]["ranges"][0][0]["gateway"],
+            "10.244.7.1"
+        );
+        server.lock().unwrap().delete("b");
+        wait(&["vxif172_31_0_1"]).await;
+        server
+            .lock()
+            .unwrap()
+            .put(internal("c", "172.31.0.3", None));
+        wait(&["vxif172_31_0_1", "vxif172_31_0_3"]).await;
+        daemon.abort();
+        http.abort();
+    }
 }
