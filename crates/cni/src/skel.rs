@@ -49,7 +49,13 @@ fn dispatch(plugin: &impl Plugin, env: &Env, stdin: &[u8]) -> Result<Option<Valu
     if env.command == Command::Version {
         return Ok(Some(version_reply(stdin)));
     }
-    let conf = NetConf::parse(stdin)?;
+    let conf = match NetConf::parse(stdin) {
+        Ok(c) => c,
+        // Runtimes stop a chain's DEL at the first failing plugin: one that
+        // cannot read its config must not keep the others from cleaning up.
+        Err(_) if env.command == Command::Del => return Ok(None),
+        Err(e) => return Err(e),
+    };
     match env.command {
         Command::Add => plugin.add(env, &conf).map(Some),
         Command::Del => plugin.del(env, &conf).map(|()| None),
@@ -176,6 +182,18 @@ mod tests {
         assert_ne!(code, 0);
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v, json!({"cniVersion":"1.1.0","code":50,"msg":"down"}));
+    }
+
+    #[test]
+    fn del_with_an_unreadable_config_succeeds_so_the_chain_cleanup_goes_on() {
+        for stdin in [
+            "{{{",
+            r#"{"cniVersion":"0.2.0"}"#,
+            r#"{"name":"no version"}"#,
+        ] {
+            let (code, out, _) = call("DEL", stdin);
+            assert_eq!((code, out.as_str()), (0, ""), "{stdin}");
+        }
     }
 
     #[test]

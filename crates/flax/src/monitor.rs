@@ -18,7 +18,11 @@ pub fn run(endpoint: ovsdb::Endpoint, poke: Sender<Msg>, stop: Arc<AtomicBool>) 
             Err(e) => {
                 let delay = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "OVSDB monitor lost");
-                std::thread::sleep(delay);
+                // In short steps, so SIGTERM is not held up by a backoff.
+                let until = std::time::Instant::now() + delay;
+                while std::time::Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
         }
     }

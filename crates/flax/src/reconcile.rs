@@ -107,7 +107,15 @@ impl Reconciler {
 
     pub fn reconcile(&mut self, peers: &BTreeMap<String, Peer>) -> Result<Outcome, ReconcileError> {
         let start = Instant::now();
-        let result = self.reconcile_inner(peers);
+        let cached = self.client.is_some();
+        let mut result = self.reconcile_inner(peers);
+        if cached && matches!(&result, Err(ReconcileError::Ovsdb(e)) if e.is_disconnect()) {
+            // The kept connection died while idle (a restarted server, or
+            // inactivity probes on a TCP remote): one fresh try before
+            // calling it a failure.
+            self.client = None;
+            result = self.reconcile_inner(peers);
+        }
         self.metrics.reconciles.inc();
         self.metrics
             .reconcile_duration
@@ -280,6 +288,9 @@ pub fn run(
         if require_self && !peers.contains_key(&rec.node_name) {
             tracing::warn!(node = %rec.node_name, "membership does not include this node; not reconciling until it does");
             status.last_ok.store(false, Ordering::SeqCst);
+            // Nothing to retry until the membership changes: without this a
+            // pending retry time would turn the wait into a busy loop.
+            retry_at = None;
             continue;
         }
         match rec.reconcile(peers) {

@@ -51,6 +51,11 @@ fn overlay_err(e: overlay::Error) -> CniError {
         overlay::Error::Conflict(c) => err(Code::OvsRefused, c.to_string()),
         overlay::Error::Refused { .. } => err(Code::OvsRefused, e.to_string()),
         overlay::Error::NotApplied { .. } => err(Code::TryAgainLater, e.to_string()),
+        // A lost connection may come back; a request OVSDB rejected (an
+        // unknown column on an old OVS, a constraint) will be rejected again.
+        overlay::Error::Ovsdb(ref o) if !o.is_disconnect() && !o.is_wait_timeout() => {
+            err(Code::OvsRefused, "OVSDB rejected the request").with_details(e.to_string())
+        }
         overlay::Error::Ovsdb(_) | overlay::Error::Unexpected(_) => {
             err(Code::TryAgainLater, "OVSDB request failed").with_details(e.to_string())
         }

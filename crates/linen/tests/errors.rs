@@ -58,6 +58,11 @@ fn codes_without_ovs() {
         r#"{"cniVersion":"1.1.0","name":"n","type":"linen","ovsdbSocket":"/nonexistent/db.sock"}"#,
     );
     assert_eq!(o.code(), 50);
+    // DEL never blocks the chain's cleanup, even on an unreadable config.
+    for stdin in ["garbage", r#"{"cniVersion":"9.9.9"}"#] {
+        let o = run_linen(None, &cni_env("DEL", ""), stdin);
+        assert_eq!((o.exit, o.stdout.as_str()), (0, ""), "{stdin}");
+    }
     // GC succeeds silently.
     let o = run_linen(
         None,

@@ -144,6 +144,15 @@ pub fn ops(snap: &Snapshot, spec: &BridgeSpec, changes: &[Change]) -> Vec<Value>
         return ops;
     };
 
+    // Everything below hangs off this bridge row: if it went away since the
+    // read, fail as "changed under us" instead of writing ports that OVSDB
+    // would quietly garbage-collect.
+    ops.push(wait_exact(
+        "Bridge",
+        by_uuid(&bridge.uuid),
+        &["_uuid"],
+        vec![json!({"_uuid": uuid(&bridge.uuid)})],
+    ));
     for (i, c) in changes.iter().enumerate() {
         match c {
             Change::CreateBridge => unreachable!("the bridge exists"),

@@ -27,6 +27,12 @@ pub enum Error {
 impl Error {
     /// True when a `wait` operation's condition was not met: someone else
     /// changed the rows between our read and our write.
+    /// The connection is gone (closed, reset, timed out): reconnecting may
+    /// help, unlike a rejected request.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self, Error::Closed | Error::Io(_) | Error::Connect { .. })
+    }
+
     pub fn is_wait_timeout(&self) -> bool {
         matches!(self, Error::Transaction { error, .. } if error == "timed out")
     }

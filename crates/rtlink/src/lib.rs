@@ -136,12 +136,17 @@ impl Netlink {
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => 0,
                 Err(e) => return Err(e.into()),
             };
-            let seen = decode_all(&buf[..n])?.into_iter().any(|m| match m {
-                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
-                    link_from(&l).name == name
-                }
-                _ => false,
-            });
+            // Other devices' notifications (veths of parallel ADDs) may not
+            // decode; they only mean "look again".
+            let seen = match decode_all(&buf[..n]) {
+                Ok(msgs) => msgs.into_iter().any(|(_, m)| match m {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l)) => {
+                        link_from(&l).name == name
+                    }
+                    _ => false,
+                }),
+                Err(_) => true,
+            };
             if seen || n == 0 {
                 if let Some(l) = self.link_by_name(name)? {
                     return Ok(l);
@@ -170,7 +175,11 @@ impl Netlink {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = self.socket.recv(&mut &mut buf[..], 0)?;
-            for payload in decode_all(&buf[..n])? {
+            // A reply to an earlier request that timed out is not ours.
+            for (seq, payload) in decode_all(&buf[..n])? {
+                if seq != self.seq {
+                    continue;
+                }
                 match payload {
                     NetlinkPayload::InnerMessage(m) => {
                         replies.push(m);
@@ -195,7 +204,8 @@ impl Netlink {
     }
 }
 
-fn decode_all(mut bytes: &[u8]) -> Result<Vec<NetlinkPayload<RouteNetlinkMessage>>, Error> {
+/// Every message in one datagram, with its sequence number.
+fn decode_all(mut bytes: &[u8]) -> Result<Vec<(u32, NetlinkPayload<RouteNetlinkMessage>)>, Error> {
     let mut out = Vec::new();
     while bytes.len() >= 16 {
         let len = u32::from_ne_bytes(bytes[..4].try_into().expect("4 bytes")) as usize;
@@ -204,8 +214,8 @@ fn decode_all(mut bytes: &[u8]) -> Result<Vec<NetlinkPayload<RouteNetlinkMessage
         }
         let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&bytes[..len])
             .map_err(|e| Error::Decode(e.to_string()))?;
-        out.push(msg.payload);
-        bytes = &bytes[(len + 3) & !3..];
+        out.push((msg.header.sequence_number, msg.payload));
+        bytes = bytes.get((len + 3) & !3..).unwrap_or(&[]);
     }
     Ok(out)
 }
