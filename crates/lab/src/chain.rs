@@ -56,6 +56,43 @@ impl std::fmt::Display for PluginError {
 
 impl std::error::Error for PluginError {}
 
+/// The original project's example conflist for node `node`: `bridge` on
+/// `kbr0` with `host-local` handing out 10.244.`node`.10–250 of the flat
+/// 10.244.0.0/16 (gateway .1), then `linen` as given.
+pub fn example_conflist(
+    name: &str,
+    version: &str,
+    node: usize,
+    pod_mtu: u32,
+    ipam_dir: &Path,
+    linen: Value,
+) -> Value {
+    json!({
+        "cniVersion": version,
+        "name": name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "kbr0",
+                "isGateway": true,
+                "isDefaultGateway": true,
+                "ipMasq": false,
+                "mtu": pod_mtu,
+                "hairpinMode": false,
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": "10.244.0.0/16",
+                    "rangeStart": format!("10.244.{node}.10"),
+                    "rangeEnd": format!("10.244.{node}.250"),
+                    "gateway": format!("10.244.{node}.1"),
+                    "dataDir": ipam_dir,
+                }
+            },
+            linen
+        ]
+    })
+}
+
 /// Where Debian installs the reference plugins.
 pub const DEBIAN_CNI_DIR: &str = "/usr/lib/cni";
 

@@ -397,30 +397,14 @@ fn static_conflist(i: usize, ovs: &Ovs, opts: &Options) -> Result<Value> {
     if let Some(extra) = opts.linen_extra.as_object() {
         linen.as_object_mut().expect("object").extend(extra.clone());
     }
-    let conflist = json!({
-        "cniVersion": "1.0.0",
-        "name": "linen-network",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "kbr0",
-                "isGateway": true,
-                "isDefaultGateway": true,
-                "ipMasq": false,
-                "mtu": opts.pod_mtu,
-                "hairpinMode": false,
-                "ipam": {
-                    "type": "host-local",
-                    "subnet": "10.244.0.0/16",
-                    "rangeStart": format!("10.244.{i}.10"),
-                    "rangeEnd": format!("10.244.{i}.250"),
-                    "gateway": format!("10.244.{i}.1"),
-                    "dataDir": ovs.dir.join("ipam"),
-                }
-            },
-            linen
-        ]
-    });
+    let conflist = crate::chain::example_conflist(
+        "linen-network",
+        "1.0.0",
+        i,
+        opts.pod_mtu,
+        &ovs.dir.join("ipam"),
+        linen,
+    );
     std::fs::write(
         ovs.dir.join("linen.conflist"),
         serde_json::to_vec_pretty(&conflist).expect("json"),

@@ -75,15 +75,7 @@ fn add_check_del_at_every_bridge_plugin_version() {
         }
         // DEL in reverse order with the cached result, then again the way
         // some runtimes do: no netns, no prevResult.
-        chain
-            .del(
-                &pod.id,
-                &pod.ns.path().display().to_string(),
-                "eth0",
-                Some(&pod.result),
-            )
-            .unwrap();
-        chain.del(&pod.id, "", "eth0", None).unwrap();
+        pod.del_like_a_runtime(&chain);
         // Shared infrastructure stays.
         assert_eq!(node.bridges(), vec!["br0"]);
         assert_eq!(node.ports("br0").len(), 2);

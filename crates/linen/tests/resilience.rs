@@ -48,15 +48,7 @@ fn del_works_with_ovs_stopped_and_add_says_try_again() {
     let pod = Pod::add(&chain);
     node.ovs.stop_vswitchd();
     node.ovs.stop_ovsdb();
-    chain
-        .del(
-            &pod.id,
-            &pod.ns.path().display().to_string(),
-            "eth0",
-            Some(&pod.result),
-        )
-        .unwrap();
-    chain.del(&pod.id, "", "eth0", None).unwrap();
+    pod.del_like_a_runtime(&chain);
     let second = lab::Netns::create("lnp").unwrap();
     let e = chain.add("ctr-x", &second.path(), "eth0").unwrap_err();
     assert_eq!(e.plugin, "linen");

@@ -51,30 +51,14 @@ impl Node {
     /// The original project's example conflist for node 1, with linen's
     /// plugin object given.
     pub fn conflist_with(&self, version: &str, linen: Value) -> Value {
-        json!({
-            "cniVersion": version,
-            "name": lab::unique("linen-net"),
-            "plugins": [
-                {
-                    "type": "bridge",
-                    "bridge": "kbr0",
-                    "isGateway": true,
-                    "isDefaultGateway": true,
-                    "ipMasq": false,
-                    "mtu": 1400,
-                    "hairpinMode": false,
-                    "ipam": {
-                        "type": "host-local",
-                        "subnet": "10.244.0.0/16",
-                        "rangeStart": "10.244.1.10",
-                        "rangeEnd": "10.244.1.250",
-                        "gateway": "10.244.1.1",
-                        "dataDir": self.ipam_dir,
-                    }
-                },
-                linen
-            ]
-        })
+        lab::chain::example_conflist(
+            &lab::unique("linen-net"),
+            version,
+            1,
+            1400,
+            &self.ipam_dir,
+            linen,
+        )
     }
 
     pub fn conflist(&self, version: &str, extra: Value) -> Value {
@@ -155,6 +139,22 @@ impl Pod {
             .add(&id, &ns.path(), "eth0")
             .unwrap_or_else(|e| panic!("chain ADD failed: {e}"));
         Pod { ns, id, result }
+    }
+
+    /// DEL the way runtimes do: in reverse order with the cached result,
+    /// then once more with no netns and no prevResult.
+    pub fn del_like_a_runtime(&self, chain: &Chain) {
+        chain
+            .del(
+                &self.id,
+                &self.ns.path().display().to_string(),
+                "eth0",
+                Some(&self.result),
+            )
+            .unwrap_or_else(|e| panic!("DEL: {e}"));
+        chain
+            .del(&self.id, "", "eth0", None)
+            .unwrap_or_else(|e| panic!("second DEL: {e}"));
     }
 
     pub fn ip(&self) -> String {
