@@ -5,7 +5,6 @@ use crate::process::{alive, run, stdout, stop_pid};
 use crate::{Error, Netns, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 pub const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
 
@@ -130,45 +129,6 @@ impl Ovs {
             .arg(self.dir.join(format!("{daemon}.ctl")))
             .args(args);
         stdout(&mut c)
-    }
-
-    /// Waits until ovs-vswitchd has applied everything in the database.
-    pub fn wait_applied(&self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            let next: i64 = self
-                .vsctl(&["get", "Open_vSwitch", ".", "next_cfg"])?
-                .parse()
-                .unwrap_or(0);
-            let cur: i64 = self
-                .vsctl(&["get", "Open_vSwitch", ".", "cur_cfg"])?
-                .parse()
-                .unwrap_or(-1);
-            if cur >= next {
-                return Ok(());
-            }
-            if start.elapsed() > timeout {
-                return Err(Error::Other(format!(
-                    "ovs-vswitchd stuck at cfg {cur} < {next}"
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    pub fn log_tail(&self, daemon: &str) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{daemon}.log")))
-            .map(|s| {
-                s.lines()
-                    .rev()
-                    .take(20)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            })
-            .unwrap_or_default()
     }
 }
 

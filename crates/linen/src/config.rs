@@ -222,6 +222,14 @@ impl Config {
             .collect()
     }
 
+    /// The OVS port names of [`Config::tunnels`].
+    pub fn tunnel_ports(&self) -> Vec<String> {
+        self.tunnels()
+            .iter()
+            .map(overlay::TunnelSpec::port_name)
+            .collect()
+    }
+
     pub fn bridge_spec(&self, internal_mtu: Option<u32>) -> overlay::BridgeSpec {
         overlay::BridgeSpec {
             name: self.bridge.clone(),

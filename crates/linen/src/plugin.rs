@@ -191,7 +191,7 @@ impl Linen {
         cfg: &Config,
         created: &[String],
     ) -> Result<(), CniError> {
-        let mut names: Vec<String> = cfg.tunnels().iter().map(|t| t.port_name()).collect();
+        let mut names: Vec<String> = cfg.tunnel_ports();
         names.push(cfg.bridge.clone());
         if let Err(e) = overlay::check_interfaces(client, &names) {
             if !created.is_empty() {
@@ -255,12 +255,7 @@ impl Plugin for Linen {
         if changes.is_empty() {
             // Warm path: nothing to write; still refuse to report success
             // over a port OVS could not bring up.
-            let wanted = cfg
-                .tunnels()
-                .iter()
-                .map(|t| t.port_name())
-                .collect::<Vec<_>>();
-            if let Some(e) = refused_interfaces(&snap, wanted) {
+            if let Some(e) = refused_interfaces(&snap, cfg.tunnel_ports()) {
                 return Err(e);
             }
         } else {
@@ -300,7 +295,7 @@ impl Plugin for Linen {
                 .collect(),
             Err(c) => vec![c.to_string()],
         };
-        let mut wanted: Vec<String> = cfg.tunnels().iter().map(|t| t.port_name()).collect();
+        let mut wanted: Vec<String> = cfg.tunnel_ports();
         wanted.push(cfg.bridge.clone());
         if let Some(e) = refused_interfaces(&snap, wanted) {
             drift.push(e.msg);
